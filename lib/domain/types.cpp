@@ -1,0 +1,64 @@
+#include "lib/domain/types.h"
+
+#include <array>
+
+namespace llmproxy {
+namespace {
+
+constexpr std::array<std::pair<Provider, std::string_view>, 10> kProviders{{
+    {Provider::kOpenAI, "openai"},
+    {Provider::kAzure, "azure"},
+    {Provider::kAnthropic, "anthropic"},
+    {Provider::kGoogle, "google"},
+    {Provider::kBedrock, "bedrock"},
+    {Provider::kOllama, "ollama"},
+    {Provider::kVllm, "vllm"},
+    {Provider::kLlamaCpp, "llamacpp"},
+    {Provider::kOpenAICompatible, "openai-compatible"},
+    {Provider::kMock, "mock"},
+}};
+
+constexpr std::array<std::pair<TokenWindow, std::string_view>, 5> kWindows{{
+    {TokenWindow::kMinute, "minute"},
+    {TokenWindow::kHour, "hour"},
+    {TokenWindow::kDay, "day"},
+    {TokenWindow::kMonth, "month"},
+    {TokenWindow::kTotal, "total"},
+}};
+
+}  // namespace
+
+std::string_view to_string(Provider p) {
+  for (auto& [value, name] : kProviders)
+    if (value == p) return name;
+  return "unknown";
+}
+
+std::optional<Provider> parse_provider(std::string_view s) {
+  for (auto& [value, name] : kProviders)
+    if (name == s) return value;
+  return std::nullopt;
+}
+
+std::string provider_names() {
+  std::string out;
+  for (auto& [value, name] : kProviders) {
+    if (!out.empty()) out += ", ";
+    out += name;
+  }
+  return out;
+}
+
+std::string_view to_string(TokenWindow w) {
+  for (auto& [value, name] : kWindows)
+    if (value == w) return name;
+  return "unknown";
+}
+
+std::optional<TokenWindow> parse_token_window(std::string_view s) {
+  for (auto& [value, name] : kWindows)
+    if (name == s) return value;
+  return std::nullopt;
+}
+
+}  // namespace llmproxy

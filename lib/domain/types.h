@@ -1,0 +1,151 @@
+// Domain objects shared by the control plane (CLI, admin API), the storage
+// backends and the data plane. Plain values: no behaviour beyond small helpers,
+// no storage or wire concerns. Times are Unix epoch milliseconds (UTC).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace llmproxy {
+
+using Id = std::int64_t;
+using TimeMs = std::int64_t;
+
+// Provider types a connection can have. The string form is the public spelling
+// used by `--provider` and in JSON.
+enum class Provider {
+  kOpenAI,
+  kAzure,
+  kAnthropic,
+  kGoogle,
+  kBedrock,
+  kOllama,
+  kVllm,
+  kLlamaCpp,
+  kOpenAICompatible,
+  kMock,
+};
+
+std::string_view to_string(Provider p);
+std::optional<Provider> parse_provider(std::string_view s);
+// Every accepted spelling, comma separated, for error messages and --help.
+std::string provider_names();
+
+enum class TokenWindow { kMinute, kHour, kDay, kMonth, kTotal };
+
+std::string_view to_string(TokenWindow w);
+std::optional<TokenWindow> parse_token_window(std::string_view s);
+
+using Header = std::pair<std::string, std::string>;
+
+// A real provider endpoint. Secret fields (api_key, secret_access_key,
+// session_token, header values) are plaintext in memory and encrypted at rest
+// by the storage layer.
+struct Connection {
+  Id id = 0;
+  std::string name;
+  Provider provider = Provider::kOpenAI;
+  std::string endpoint;  // base URL; empty only for `mock`
+  std::string api_key;
+  std::string api_version;        // Azure
+  std::string region;             // Bedrock
+  std::string access_key_id;      // Bedrock
+  std::string secret_access_key;  // Bedrock
+  std::string session_token;      // Bedrock, optional
+  std::vector<Header> headers;    // extra headers sent upstream
+  std::int64_t timeout_ms = 600'000;
+  TimeMs created_at = 0;
+  TimeMs updated_at = 0;
+
+  bool operator==(const Connection&) const = default;
+};
+
+// A client-facing alias for a model that lives on a connection.
+struct ProviderModel {
+  Id id = 0;
+  std::string name;    // alias clients send as `model`
+  std::string remote;  // model name the provider knows
+  Id conn_id = 0;
+  std::optional<double> input_price;   // USD per million prompt tokens
+  std::optional<double> output_price;  // USD per million completion tokens
+  TimeMs created_at = 0;
+  TimeMs updated_at = 0;
+
+  bool operator==(const ProviderModel&) const = default;
+};
+
+// What a client presents as its API key. Only the SHA-256 of the key is kept;
+// key_hint is a short, non-secret reminder ("sk-Ab…wxyz").
+struct VirtualKey {
+  Id id = 0;
+  std::string name;
+  std::string key_hash;  // lowercase hex SHA-256 of the key
+  std::string key_hint;
+  bool enabled = true;
+  std::optional<TimeMs> expires_at;
+  TimeMs created_at = 0;
+  TimeMs updated_at = 0;
+
+  bool operator==(const VirtualKey&) const = default;
+};
+
+// Limits that apply to one assignment. Unset means unlimited.
+struct Limits {
+  std::optional<double> tps;  // requests per second (token bucket, burst = 1 s)
+  std::optional<std::int64_t> rpm;
+  std::optional<std::int64_t> token_limit;
+  TokenWindow token_window = TokenWindow::kDay;
+
+  bool operator==(const Limits&) const = default;
+};
+
+// Grants a virtual key the use of a whole connection or one model.
+// Exactly one of conn_id and model_id is set.
+struct Assignment {
+  Id id = 0;
+  Id vkey_id = 0;
+  std::optional<Id> conn_id;
+  std::optional<Id> model_id;
+  Limits limits;
+  TimeMs created_at = 0;
+  TimeMs updated_at = 0;
+
+  bool operator==(const Assignment&) const = default;
+};
+
+// One proxied request. Names are copied in so that records stay readable after
+// the key or connection they name is removed.
+struct UsageRecord {
+  Id id = 0;
+  TimeMs ts = 0;
+  std::string request_id;
+  std::optional<Id> vkey_id;  // unset for the master key
+  std::string vkey_name;
+  std::optional<Id> assignment_id;
+  std::string model;  // alias the client asked for
+  std::optional<Id> conn_id;
+  std::string conn_name;
+  int status = 0;
+  double latency_ms = 0;
+  std::optional<double> ttft_ms;  // time to first byte of the reply body
+  std::int64_t prompt_tokens = 0;
+  std::int64_t completion_tokens = 0;
+  double cost = 0;  // USD
+
+  bool operator==(const UsageRecord&) const = default;
+};
+
+// Everything serve needs, read in one consistent view.
+struct ConfigData {
+  std::int64_t version = 0;
+  std::vector<Connection> connections;
+  std::vector<ProviderModel> models;
+  std::vector<VirtualKey> vkeys;
+  std::vector<Assignment> assignments;
+};
+
+}  // namespace llmproxy

@@ -1,0 +1,124 @@
+// Control-plane operations: the one code path behind the CLI and the admin API.
+// Each operation validates its input, resolves references (an id or a name),
+// and runs as one storage transaction, so bad input changes nothing. Failures
+// throw llmproxy::Error whose kind decides the exit code / HTTP status.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lib/domain/types.h"
+#include "storage/store.h"
+
+namespace llmproxy::ops {
+
+using storage::Store;
+
+// ---- connections ---------------------------------------------------------------
+
+// Fields given on `connection add|update`; unset means "not given".
+struct ConnectionSpec {
+  std::optional<std::string> name;
+  std::optional<std::string> provider;
+  std::optional<std::string> endpoint;
+  std::optional<std::string> api_key;
+  std::optional<std::string> api_version;
+  std::optional<std::string> region;
+  std::optional<std::string> access_key_id;
+  std::optional<std::string> secret_access_key;
+  std::optional<std::string> session_token;
+  std::optional<std::vector<std::string>> headers;  // "Name: value"; replaces all
+  std::optional<double> timeout_s;
+};
+
+Connection create_connection(Store& store, const ConnectionSpec& spec);
+Connection update_connection(Store& store, std::string_view ref, const ConnectionSpec& spec);
+// Refuses (kConflict) while models or assignments use it, unless force.
+void remove_connection(Store& store, std::string_view ref, bool force);
+Connection get_connection(Store& store, std::string_view ref);
+std::vector<Connection> list_connections(Store& store);
+
+// ---- provider models -----------------------------------------------------------
+
+struct ModelSpec {
+  std::optional<std::string> name;
+  std::optional<std::string> remote;
+  std::optional<std::string> conn;  // id or name
+  std::optional<double> input_price;   // negative never valid; NaN never given
+  std::optional<double> output_price;
+};
+
+ProviderModel create_model(Store& store, const ModelSpec& spec);
+ProviderModel update_model(Store& store, std::string_view ref, const ModelSpec& spec);
+void remove_model(Store& store, std::string_view ref, bool force);
+ProviderModel get_model(Store& store, std::string_view ref);
+std::vector<ProviderModel> list_models(Store& store, const std::optional<std::string>& conn);
+
+// ---- virtual keys and assignments ----------------------------------------------
+
+// Limits as given on the command line. For update, an unset field keeps its
+// value and 0 removes the limit.
+struct LimitsSpec {
+  std::optional<double> tps;
+  std::optional<std::int64_t> rpm;
+  std::optional<std::int64_t> token_limit;
+  std::optional<std::string> token_window;
+
+  bool any() const { return tps || rpm || token_limit || token_window; }
+};
+
+// What an assignment grants: exactly one of conn and model (id or name).
+struct Target {
+  std::optional<std::string> conn;
+  std::optional<std::string> model;
+};
+
+struct VkeySpec {
+  std::optional<std::string> name;
+  std::optional<std::string> key;  // given by the operator; generated when unset
+  std::optional<std::string> expires;  // date/time; "never" clears on update
+  std::vector<Target> targets;
+  LimitsSpec limits;  // applied to every target
+};
+
+struct VkeyView {
+  VirtualKey vkey;
+  std::vector<Assignment> assignments;
+  std::string key;  // the plaintext key: set only by create and rotate
+};
+
+// Generates "sk-" + 43 base64url characters (32 random bytes).
+std::string generate_key();
+// Short non-secret reminder of a key: a few leading and trailing characters.
+std::string key_hint(std::string_view key);
+
+VkeyView create_vkey(Store& store, const VkeySpec& spec);
+VkeyView update_vkey(Store& store, std::string_view ref, const VkeySpec& spec);
+VkeyView set_vkey_enabled(Store& store, std::string_view ref, bool enabled);
+VkeyView rotate_vkey(Store& store, std::string_view ref, const std::optional<std::string>& key);
+void remove_vkey(Store& store, std::string_view ref);
+VkeyView get_vkey(Store& store, std::string_view ref);
+std::vector<VkeyView> list_vkeys(Store& store);
+
+Assignment create_assignment(Store& store, std::string_view vkey_ref, const Target& target,
+                             const LimitsSpec& limits);
+Assignment update_assignment(Store& store, std::string_view id, const LimitsSpec& limits);
+void remove_assignment(Store& store, std::string_view id);
+std::vector<Assignment> list_assignments(Store& store, const std::optional<std::string>& vkey_ref);
+
+// ---- usage -----------------------------------------------------------------------
+
+struct UsageSpec {
+  std::optional<std::string> vkey;   // id or name
+  std::optional<std::string> since;  // date/time or "24h", "7d" back from now
+  std::optional<std::string> until;
+  std::optional<std::string> by;  // day|model|key|connection; unset lists records
+  std::size_t limit = 100;
+};
+
+storage::UsageQuery usage_query(Store& store, const UsageSpec& spec);
+std::optional<storage::UsageGroupBy> usage_group_by(const UsageSpec& spec);
+
+}  // namespace llmproxy::ops
