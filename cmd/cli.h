@@ -56,5 +56,6 @@ void add_model_commands(CLI::App& app, Context& ctx);
 void add_vkey_commands(CLI::App& app, Context& ctx);
 void add_assignment_commands(CLI::App& app, Context& ctx);
 void add_usage_command(CLI::App& app, Context& ctx);
+void add_serve_command(CLI::App& app, Context& ctx);
 
 }  // namespace llmproxy::cli

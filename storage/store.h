@@ -70,7 +70,8 @@ class Store {
   virtual ConfigData load_config() = 0;
 
   // Connections. insert_* returns the new id and ignores the id field;
-  // created_at/updated_at are set by the store when zero.
+  // created_at/updated_at are set by the store when zero. update_* sets
+  // updated_at to the current time and keeps created_at.
   virtual Id insert_connection(const Connection& c) = 0;
   virtual void update_connection(const Connection& c) = 0;  // kNotFound if absent
   virtual bool delete_connection(Id id) = 0;  // cascades to its models and assignments

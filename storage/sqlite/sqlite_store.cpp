@@ -447,18 +447,20 @@ std::int64_t SqliteStore::config_version() {
 
 ConfigData SqliteStore::load_config() {
   ConfigData data;
-  // One read transaction so that the parts agree with each other and the version.
+  // One read transaction so that the parts agree with each other and the
+  // version; inside a caller's transaction, that one already gives this.
   std::lock_guard lock(mu_);
-  exec("BEGIN");
+  bool own = tx_depth_ == 0;
+  if (own) exec("BEGIN");
   try {
     data.version = config_version();
     data.connections = list_connections();
     data.models = list_models(std::nullopt);
     data.vkeys = list_vkeys();
     data.assignments = list_assignments(std::nullopt);
-    exec("COMMIT");
+    if (own) exec("COMMIT");
   } catch (...) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    if (own) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     throw;
   }
   return data;

@@ -1,1 +1,1359 @@
+// End-to-end tests of the llm-proxy binary: each test runs the built CLI as a
+// child process against its own temporary directory and checks stdout, stderr,
+// the exit code and, where the contract is about what is stored, the SQLite
+// files themselves.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// ---- running the binary ------------------------------------------------------------
+
+struct RunResult {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Environment overrides for the child: a value sets the variable, nullopt
+// removes it. The variables that choose the database or the secret are always
+// removed first, so the caller's environment cannot leak into a test.
+using Env = std::map<std::string, std::optional<std::string>>;
+
+const char* const kScrubbed[] = {"LLM_PROXY_DB", "DB_TYPE", "DB_DSN", "LLM_PROXY_SECRET"};
+
+RunResult run(const std::vector<std::string>& args, const Env& env = {},
+              const std::string& cwd = {}) {
+  // Everything the child needs is prepared before fork.
+  std::vector<std::string> argv_s{LLM_PROXY_BIN};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  std::vector<std::string> env_s;
+  for (char** e = environ; *e; ++e) {
+    std::string entry(*e);
+    std::string name = entry.substr(0, entry.find('='));
+    bool drop = env.count(name) > 0;
+    for (const char* s : kScrubbed) drop = drop || name == s;
+    if (!drop) env_s.push_back(entry);
+  }
+  for (const auto& [name, value] : env)
+    if (value) env_s.push_back(name + "=" + *value);
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  int out_pipe[2], err_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
+    return {};
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    ADD_FAILURE() << "fork: " << std::strerror(errno);
+    return {};
+  }
+  if (pid == 0) {
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(126);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, 0);
+    dup2(out_pipe[1], 1);
+    dup2(err_pipe[1], 2);
+    execve(argv[0], argv.data(), envp.data());
+    _exit(127);
+  }
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+
+  RunResult r;
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  std::string* sinks[2] = {&r.out, &r.err};
+  int open_fds = 2;
+  while (open_fds > 0) {
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      ADD_FAILURE() << "poll: " << std::strerror(errno);
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buf[4096];
+      ssize_t n = read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        sinks[i]->append(buf, static_cast<std::size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+std::ostream& operator<<(std::ostream& os, const RunResult& r) {
+  return os << "exit " << r.code << "\n--- stdout ---\n" << r.out << "--- stderr ---\n" << r.err;
+}
+
+// ---- helpers --------------------------------------------------------------------------
+
+std::string sha256_hex(const std::string& data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EXPECT_EQ(EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr), 1);
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 15]);
+  }
+  return out;
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  for (std::string line; std::getline(ss, line);) out.push_back(line);
+  return out;
+}
+
+bool is_id(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
+}
+
+// Parses stdout as exactly one JSON document (trailing text makes parse fail).
+json parse_doc(const RunResult& r) {
+  EXPECT_EQ(r.code, 0) << r;
+  try {
+    return json::parse(r.out);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "stdout is not one JSON document: " << e.what() << "\n" << r;
+    return nullptr;
+  }
+}
+
+// An error: the given exit code, nothing on stdout, one line on stderr that
+// mentions `mention`.
+void expect_error(const RunResult& r, int code, const std::string& mention = {}) {
+  EXPECT_EQ(r.code, code) << r;
+  EXPECT_EQ(r.out, "") << r;
+  ASSERT_FALSE(r.err.empty()) << r;
+  EXPECT_EQ(r.err.back(), '\n') << r;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr must be one line\n" << r;
+  EXPECT_NE(r.err.find("error"), std::string::npos) << r;
+  if (!mention.empty()) {
+    EXPECT_NE(r.err.find(mention), std::string::npos) << r;
+  }
+}
+
+// ---- direct SQLite access ------------------------------------------------------------
+
+using Rows = std::vector<std::vector<std::string>>;
+
+Rows query(const std::string& db_path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  Rows rows;
+  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+    ADD_FAILURE() << "cannot open " << db_path << ": " << sqlite3_errmsg(db);
+    sqlite3_close(db);
+    return rows;
+  }
+  sqlite3_busy_timeout(db, 10000);
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
+    ADD_FAILURE() << "cannot prepare " << sql << ": " << sqlite3_errmsg(db);
+  } else {
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      std::vector<std::string> row;
+      for (int i = 0; i < sqlite3_column_count(st); ++i) {
+        const unsigned char* text = sqlite3_column_text(st, i);
+        row.push_back(text ? reinterpret_cast<const char*>(text) : "NULL");
+      }
+      rows.push_back(std::move(row));
+    }
+    if (rc != SQLITE_DONE) ADD_FAILURE() << "cannot run " << sql << ": " << sqlite3_errmsg(db);
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return rows;
+}
+
+std::string query_one(const std::string& db_path, const std::string& sql) {
+  Rows rows = query(db_path, sql);
+  if (rows.size() != 1 || rows[0].size() != 1) {
+    ADD_FAILURE() << sql << " returned " << rows.size() << " rows";
+    return {};
+  }
+  return rows[0][0];
+}
+
+std::int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+// ---- fixture ------------------------------------------------------------------------------
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/llm-proxy-e2e-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
+    dir_ = tmpl;
+    db_ = dir_ + "/t.db";
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  // Runs with `--db <dir>/t.db` appended.
+  RunResult cli(std::vector<std::string> args, const Env& env = {}) {
+    args.push_back("--db");
+    args.push_back(db_);
+    return run(args, env);
+  }
+
+  // Runs with --json appended; expects success and one JSON document.
+  json cli_json(std::vector<std::string> args, const Env& env = {}) {
+    args.push_back("--json");
+    return parse_doc(cli(std::move(args), env));
+  }
+
+  // Runs a plain-mode `add` and returns the id it prints (its only output).
+  std::string add(std::vector<std::string> args) {
+    RunResult r = cli(std::move(args));
+    EXPECT_EQ(r.code, 0) << r;
+    std::vector<std::string> ls = lines(r.out);
+    EXPECT_GE(ls.size(), 1u) << r;
+    if (ls.empty()) return {};
+    EXPECT_TRUE(is_id(ls[0])) << r;
+    return ls[0];
+  }
+
+  // Everything the configuration commands can show, plus the store's change
+  // counter, so that "bad input changes nothing" can be checked.
+  std::string snapshot() {
+    std::string s;
+    for (const char* what : {"connection", "model", "vkey", "assignment"}) {
+      RunResult r = cli({what, "list", "--json"});
+      EXPECT_EQ(r.code, 0) << r;
+      s += r.out;
+    }
+    s += "config_version=" + query_one(db_, "SELECT value FROM meta WHERE key = 'config_version'");
+    return s;
+  }
+
+  // The SQLite files: the database and, when present, its WAL and shared memory.
+  std::vector<fs::path> db_files() const {
+    std::vector<fs::path> out;
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"})
+      if (fs::exists(db_ + suffix)) out.emplace_back(db_ + suffix);
+    return out;
+  }
+  bool db_files_contain(const std::string& needle) const {
+    for (const auto& p : db_files())
+      if (read_file(p).find(needle) != std::string::npos) return true;
+    return false;
+  }
+
+  std::string dir_;
+  std::string db_;
+};
+
+// ---- connections ---------------------------------------------------------------------------
+
+TEST_F(Cli, ConnectionAddPrintsOnlyTheNewId) {
+  RunResult r = cli({"connection", "add", "--name", "demo", "--provider", "mock"});
+  ASSERT_EQ(r.code, 0) << r;
+  std::vector<std::string> ls = lines(r.out);
+  ASSERT_EQ(ls.size(), 1u) << r;
+  EXPECT_TRUE(is_id(ls[0])) << r;
+  EXPECT_EQ(r.out, ls[0] + "\n");
+
+  RunResult second = cli({"connection", "add", "--name", "demo2", "--provider", "mock"});
+  ASSERT_EQ(second.code, 0) << second;
+  EXPECT_NE(second.out, r.out) << "each connection gets its own id";
+}
+
+TEST_F(Cli, ConnectionListIsAJsonArray) {
+  json empty = cli_json({"connection", "list"});
+  ASSERT_TRUE(empty.is_array());
+  EXPECT_TRUE(empty.empty());
+
+  std::string id = add({"connection", "add", "--name", "google-ai", "--provider", "google",
+                        "--api-key", "AIzaSy-PLAINTEXT-SECRET-123"});
+  add({"connection", "add", "--name", "local", "--provider", "vllm", "--endpoint",
+       "http://gpu1:8000/v1"});
+  json all = cli_json({"connection", "list"});
+  ASSERT_TRUE(all.is_array());
+  ASSERT_EQ(all.size(), 2u);
+  const json& g = all[0];
+  EXPECT_EQ(g["id"], std::stoll(id));
+  EXPECT_EQ(g["name"], "google-ai");
+  EXPECT_EQ(g["provider"], "google");
+  EXPECT_TRUE(g["endpoint"].is_string());
+  EXPECT_TRUE(g["endpoint"].get<std::string>().starts_with("https://")) << g.dump();
+  ASSERT_TRUE(g["api_key"].is_string()) << g.dump();
+  EXPECT_NE(g["api_key"], "AIzaSy-PLAINTEXT-SECRET-123");
+  EXPECT_EQ(all[1]["name"], "local");
+  EXPECT_EQ(all[1]["provider"], "vllm");
+  EXPECT_EQ(all[1]["endpoint"], "http://gpu1:8000/v1");
+  EXPECT_TRUE(all[1]["api_key"].is_null()) << all[1].dump();
+
+  // The plain table lists both, with the key masked.
+  RunResult plain = cli({"connection", "list"});
+  ASSERT_EQ(plain.code, 0) << plain;
+  EXPECT_NE(plain.out.find("google-ai"), std::string::npos) << plain;
+  EXPECT_NE(plain.out.find("http://gpu1:8000/v1"), std::string::npos) << plain;
+  EXPECT_EQ(plain.out.find("PLAINTEXT"), std::string::npos) << plain;
+}
+
+TEST_F(Cli, ConnectionShowByIdAndByNameAgree) {
+  std::string id = add({"connection", "add", "--name", "google-ai", "--provider", "google",
+                        "--api-key", "AIzaSy-PLAINTEXT-SECRET-123"});
+  json by_id = cli_json({"connection", "show", id});
+  json by_name = cli_json({"connection", "show", "google-ai"});
+  ASSERT_TRUE(by_id.is_object());
+  EXPECT_EQ(by_id, by_name);
+  EXPECT_EQ(by_id["id"], std::stoll(id));
+  EXPECT_EQ(by_id["name"], "google-ai");
+  EXPECT_EQ(by_id["provider"], "google");
+
+  RunResult plain = cli({"connection", "show", "google-ai"});
+  ASSERT_EQ(plain.code, 0) << plain;
+  EXPECT_NE(plain.out.find("google-ai"), std::string::npos) << plain;
+  EXPECT_EQ(plain.out.find("PLAINTEXT"), std::string::npos) << plain;
+}
+
+TEST_F(Cli, ConnectionUpdateChangesTheGivenFieldsOnly) {
+  std::string id = add({"connection", "add", "--name", "local", "--provider", "openai-compatible",
+                        "--endpoint", "http://old.example:8000/v1", "--api-key",
+                        "first-upstream-key-0001"});
+  json before = cli_json({"connection", "show", "local"});
+  ASSERT_EQ(before["timeout"], 600.0);
+
+  json j = cli_json({"connection", "update", "local", "--endpoint", "https://new.example/v1",
+                     "--api-key", "second-upstream-key-0002", "--timeout", "2.5", "--header",
+                     "X-Team: search", "--header", "X-Trace: on"});
+  EXPECT_EQ(j["id"], std::stoll(id));
+  EXPECT_EQ(j["name"], "local");
+  EXPECT_EQ(j["provider"], "openai-compatible");
+  EXPECT_EQ(j["endpoint"], "https://new.example/v1");
+  ASSERT_TRUE(j["timeout"].is_number());
+  EXPECT_DOUBLE_EQ(j["timeout"].get<double>(), 2.5);
+  ASSERT_TRUE(j["api_key"].is_string());
+  EXPECT_NE(j["api_key"], before["api_key"]) << "the masked key reflects the new key";
+  EXPECT_EQ(j.dump().find("second-upstream-key"), std::string::npos) << j.dump();
+  ASSERT_TRUE(j["headers"].is_object()) << j.dump();
+  EXPECT_EQ(j["headers"].size(), 2u) << j.dump();
+  EXPECT_TRUE(j["headers"].contains("X-Team")) << j.dump();
+  EXPECT_TRUE(j["headers"].contains("X-Trace")) << j.dump();
+
+  // What update printed is what is stored.
+  json shown = cli_json({"connection", "show", id});
+  EXPECT_EQ(shown["endpoint"], "https://new.example/v1");
+  EXPECT_DOUBLE_EQ(shown["timeout"].get<double>(), 2.5);
+  EXPECT_EQ(shown["api_key"], j["api_key"]);
+  EXPECT_EQ(shown["headers"], j["headers"]);
+
+  // --header replaces the whole set; other fields stay.
+  json k = cli_json({"connection", "update", id, "--header", "X-Other: 1"});
+  EXPECT_EQ(k["headers"].size(), 1u) << k.dump();
+  EXPECT_TRUE(k["headers"].contains("X-Other")) << k.dump();
+  EXPECT_EQ(k["endpoint"], "https://new.example/v1");
+  EXPECT_DOUBLE_EQ(k["timeout"].get<double>(), 2.5);
+
+  // Plain-mode update prints the fields.
+  RunResult plain = cli({"connection", "update", "local", "--timeout", "30"});
+  ASSERT_EQ(plain.code, 0) << plain;
+  EXPECT_NE(plain.out.find("local"), std::string::npos) << plain;
+  EXPECT_DOUBLE_EQ(cli_json({"connection", "show", "local"})["timeout"].get<double>(), 30.0);
+}
+
+TEST_F(Cli, ConnectionRemoveByNameAndById) {
+  std::string a = add({"connection", "add", "--name", "a", "--provider", "mock"});
+  std::string b = add({"connection", "add", "--name", "b", "--provider", "mock"});
+  RunResult r = cli({"connection", "remove", "a"});
+  ASSERT_EQ(r.code, 0) << r;
+  expect_error(cli({"connection", "show", "a"}), 3, "a");
+  expect_error(cli({"connection", "show", a}), 3, a);
+
+  RunResult rj = cli({"connection", "remove", b, "--json"});
+  ASSERT_EQ(rj.code, 0) << rj;
+  EXPECT_TRUE(json::accept(rj.out)) << rj;
+  EXPECT_TRUE(cli_json({"connection", "list"}).empty());
+}
+
+TEST_F(Cli, ConnectionRemoveInUseNeedsForce) {
+  add({"connection", "add", "--name", "c", "--provider", "mock"});
+  add({"model", "add", "--name", "m", "--remote", "r", "--conn-id", "c"});
+  add({"vkey", "add", "--name", "k", "--conn-id", "c"});
+  std::string before = snapshot();
+  expect_error(cli({"connection", "remove", "c"}), 4, "c");
+  EXPECT_EQ(snapshot(), before);
+
+  RunResult r = cli({"connection", "remove", "c", "--force"});
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_TRUE(cli_json({"connection", "list"}).empty());
+  EXPECT_TRUE(cli_json({"model", "list"}).empty()) << "its models go with it";
+  EXPECT_TRUE(cli_json({"assignment", "list"}).empty()) << "its assignments go with it";
+  json keys = cli_json({"vkey", "list"});
+  ASSERT_EQ(keys.size(), 1u) << "the key itself stays";
+  EXPECT_TRUE(keys[0]["assignments"].empty());
+}
+
+TEST_F(Cli, GlobalFlagsBeforeOrAfterTheSubcommand) {
+  // --json and --db before the subcommand.
+  RunResult r1 = run({"--json", "--db", db_, "connection", "add", "--name", "one", "--provider",
+                      "mock"});
+  json one = parse_doc(r1);
+  EXPECT_EQ(one["name"], "one");
+  // ... after it.
+  RunResult r2 = run({"connection", "add", "--name", "two", "--provider", "mock", "--db", db_,
+                      "--json"});
+  json two = parse_doc(r2);
+  EXPECT_EQ(two["name"], "two");
+  // ... between the group and the command, and mixed.
+  RunResult r3 = run({"connection", "--db", db_, "--json", "list"});
+  RunResult r4 = run({"--json", "connection", "list", "--db", db_});
+  RunResult r5 = run({"--json", "--db", db_, "connection", "list"});
+  RunResult r6 = run({"connection", "list", "--db", db_, "--json"});
+  json all = parse_doc(r5);
+  ASSERT_TRUE(all.is_array());
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0]["name"], "one");
+  EXPECT_EQ(all[1]["name"], "two");
+  EXPECT_EQ(parse_doc(r3), all);
+  EXPECT_EQ(parse_doc(r4), all);
+  EXPECT_EQ(parse_doc(r6), all);
+
+  // Without --json the same command prints a table, not JSON.
+  RunResult plain = run({"connection", "list", "--db", db_});
+  ASSERT_EQ(plain.code, 0) << plain;
+  EXPECT_FALSE(json::accept(plain.out)) << plain;
+  EXPECT_NE(plain.out.find("one"), std::string::npos) << plain;
+}
+
+// ---- provider secrets at rest ---------------------------------------------------------
+
+TEST_F(Cli, ProviderApiKeyIsEncryptedAtRestWithAKeyFile) {
+  const std::string secret = "AIzaSy-PLAINTEXT-SECRET-123";
+  add({"connection", "add", "--name", "google-ai", "--provider", "google", "--api-key", secret});
+  ASSERT_FALSE(db_files().empty());
+  EXPECT_TRUE(db_files_contain("google-ai")) << "positive control: the files hold the name";
+  EXPECT_FALSE(db_files_contain(secret));
+  EXPECT_FALSE(db_files_contain("PLAINTEXT-SECRET"));
+
+  std::string stored = query_one(db_, "SELECT secrets FROM connections WHERE name = 'google-ai'");
+  EXPECT_FALSE(stored.empty());
+  EXPECT_EQ(stored.find(secret), std::string::npos) << stored;
+
+  // The key file sits beside the database, readable by the owner only.
+  struct stat st{};
+  ASSERT_EQ(stat((db_ + ".key").c_str(), &st), 0) << "missing " << db_ << ".key";
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+  std::string key_file = read_file(db_ + ".key");
+  EXPECT_FALSE(key_file.empty());
+
+  // Later runs reuse it: the key still decrypts and the file is unchanged.
+  json shown = cli_json({"connection", "show", "google-ai"});
+  ASSERT_TRUE(shown["api_key"].is_string());
+  EXPECT_NE(shown["api_key"], secret);
+  EXPECT_EQ(shown.dump().find(secret), std::string::npos);
+  add({"connection", "add", "--name", "second", "--provider", "openai", "--api-key",
+       "sk-second-upstream-secret"});
+  EXPECT_EQ(read_file(db_ + ".key"), key_file);
+  EXPECT_EQ(cli_json({"connection", "list"}).size(), 2u);
+  EXPECT_FALSE(db_files_contain("sk-second-upstream-secret"));
+}
+
+TEST_F(Cli, ProviderApiKeyUnderLlmProxySecret) {
+  const std::string secret = "AIzaSy-PLAINTEXT-SECRET-123";
+  Env one{{"LLM_PROXY_SECRET", "operator-secret-one"}};
+  RunResult r = cli({"connection", "add", "--name", "google-ai", "--provider", "google",
+                     "--api-key", secret},
+                    one);
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_FALSE(fs::exists(db_ + ".key")) << "no key file when LLM_PROXY_SECRET is set";
+  EXPECT_FALSE(db_files_contain(secret));
+
+  json same = cli_json({"connection", "list"}, one);
+  ASSERT_EQ(same.size(), 1u);
+  EXPECT_EQ(same[0]["name"], "google-ai");
+
+  // A different secret cannot decrypt: a storage failure, reported on one line
+  // that does not reveal either secret.
+  Env two{{"LLM_PROXY_SECRET", "operator-secret-two"}};
+  RunResult bad = cli({"connection", "list"}, two);
+  expect_error(bad, 1);
+  EXPECT_EQ(bad.err.find(secret), std::string::npos) << bad;
+  EXPECT_EQ(bad.err.find("operator-secret"), std::string::npos) << bad;
+  RunResult bad_json = cli({"connection", "list", "--json"}, two);
+  expect_error(bad_json, 1);
+
+  // Nothing was damaged: the right secret still works.
+  EXPECT_EQ(cli_json({"connection", "show", "google-ai"}, one)["name"], "google-ai");
+}
+
+// ---- models -----------------------------------------------------------------------------------
+
+TEST_F(Cli, ModelLifecycle) {
+  std::string conn = add({"connection", "add", "--name", "google-ai", "--provider", "google",
+                          "--api-key", "AIzaSy-PLAINTEXT-SECRET-123"});
+  std::string other = add({"connection", "add", "--name", "local", "--provider", "mock"});
+
+  // Plain add prints only the id; --conn-id takes a name or an id.
+  RunResult r = cli({"model", "add", "--name", "gemini-flash", "--remote", "gemini-1.5-flash",
+                     "--conn-id", "google-ai", "--input-price", "0.075", "--output-price", "0.30"});
+  ASSERT_EQ(r.code, 0) << r;
+  ASSERT_EQ(lines(r.out).size(), 1u) << r;
+  std::string flash = lines(r.out)[0];
+  ASSERT_TRUE(is_id(flash)) << r;
+  json echo = cli_json({"model", "add", "--name", "echo", "--remote", "echo-1", "--conn-id", other});
+  EXPECT_EQ(echo["name"], "echo");
+  EXPECT_EQ(echo["remote"], "echo-1");
+  EXPECT_EQ(echo["conn_id"], std::stoll(other));
+  EXPECT_TRUE(echo["input_price"].is_null());
+  EXPECT_TRUE(echo["output_price"].is_null());
+
+  json m = cli_json({"model", "show", flash});
+  EXPECT_EQ(m["id"], std::stoll(flash));
+  EXPECT_EQ(m["name"], "gemini-flash");
+  EXPECT_EQ(m["remote"], "gemini-1.5-flash");
+  EXPECT_EQ(m["conn_id"], std::stoll(conn));
+  EXPECT_DOUBLE_EQ(m["input_price"].get<double>(), 0.075);
+  EXPECT_DOUBLE_EQ(m["output_price"].get<double>(), 0.30);
+  EXPECT_EQ(cli_json({"model", "show", "gemini-flash"}), m);
+
+  json all = cli_json({"model", "list"});
+  ASSERT_TRUE(all.is_array());
+  EXPECT_EQ(all.size(), 2u);
+  for (const std::string& ref : {std::string("google-ai"), conn}) {
+    json filtered = cli_json({"model", "list", "--conn-id", ref});
+    ASSERT_EQ(filtered.size(), 1u) << ref;
+    EXPECT_EQ(filtered[0]["name"], "gemini-flash");
+  }
+  json on_other = cli_json({"model", "list", "--conn-id", "local"});
+  ASSERT_EQ(on_other.size(), 1u);
+  EXPECT_EQ(on_other[0]["name"], "echo");
+
+  RunResult plain = cli({"model", "list"});
+  ASSERT_EQ(plain.code, 0) << plain;
+  EXPECT_NE(plain.out.find("gemini-1.5-flash"), std::string::npos) << plain;
+  EXPECT_NE(plain.out.find("echo-1"), std::string::npos) << plain;
+
+  // Update: new remote, price, and a move to another connection by id.
+  json u = cli_json({"model", "update", "gemini-flash", "--remote", "gemini-2.0-flash",
+                     "--output-price", "0.40", "--conn-id", other});
+  EXPECT_EQ(u["remote"], "gemini-2.0-flash");
+  EXPECT_DOUBLE_EQ(u["output_price"].get<double>(), 0.40);
+  EXPECT_DOUBLE_EQ(u["input_price"].get<double>(), 0.075) << "unchanged";
+  EXPECT_EQ(u["conn_id"], std::stoll(other));
+  EXPECT_EQ(cli_json({"model", "show", flash}), u);
+  EXPECT_TRUE(cli_json({"model", "list", "--conn-id", "google-ai"}).empty());
+
+  ASSERT_EQ(cli({"model", "remove", "gemini-flash"}).code, 0);
+  expect_error(cli({"model", "show", flash}), 3);
+  RunResult rm = cli({"model", "remove", "echo", "--json"});
+  ASSERT_EQ(rm.code, 0) << rm;
+  EXPECT_TRUE(json::accept(rm.out)) << rm;
+  EXPECT_TRUE(cli_json({"model", "list"}).empty());
+  EXPECT_EQ(cli_json({"connection", "list"}).size(), 2u) << "connections stay";
+}
+
+TEST_F(Cli, ModelRemoveInUseNeedsForce) {
+  add({"connection", "add", "--name", "c", "--provider", "mock"});
+  add({"model", "add", "--name", "m", "--remote", "r", "--conn-id", "c"});
+  add({"vkey", "add", "--name", "k", "--model-id", "m"});
+  std::string before = snapshot();
+  expect_error(cli({"model", "remove", "m"}), 4, "m");
+  EXPECT_EQ(snapshot(), before);
+  ASSERT_EQ(cli({"model", "remove", "m", "--force"}).code, 0);
+  EXPECT_TRUE(cli_json({"assignment", "list"}).empty());
+  EXPECT_EQ(cli_json({"vkey", "list"}).size(), 1u);
+}
+
+// ---- virtual keys ---------------------------------------------------------------------------
+
+class VkeyCli : public Cli {
+ protected:
+  void SetUp() override {
+    Cli::SetUp();
+    conn_ = add({"connection", "add", "--name", "c1", "--provider", "mock"});
+    conn2_ = add({"connection", "add", "--name", "c2", "--provider", "mock"});
+    model_ = add({"model", "add", "--name", "m1", "--remote", "r1", "--conn-id", "c1"});
+  }
+
+  std::string key_hash_of(const std::string& id) {
+    return query_one(db_, "SELECT key_hash FROM vkeys WHERE id = " + id);
+  }
+
+  std::string conn_, conn2_, model_;
+};
+
+const std::regex kGeneratedKey("sk-[A-Za-z0-9_-]{43,}");
+
+TEST_F(VkeyCli, AddGeneratesAKeyShownOnce) {
+  RunResult r = cli({"vkey", "add", "--name", "Mobile-App", "--model-id", "m1"});
+  ASSERT_EQ(r.code, 0) << r;
+  std::vector<std::string> ls = lines(r.out);
+  ASSERT_EQ(ls.size(), 2u) << "id line then key line\n" << r;
+  const std::string id = ls[0];
+  const std::string key = ls[1];
+  EXPECT_TRUE(is_id(id)) << r;
+  EXPECT_TRUE(key.starts_with("sk-")) << key;
+  EXPECT_GE(key.size(), 3u + 43u) << key;
+  EXPECT_TRUE(std::regex_match(key, kGeneratedKey)) << key;
+
+  // Never shown again: not by list or show, plain or JSON.
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"vkey", "list"},
+           {"vkey", "list", "--json"},
+           {"vkey", "show", id},
+           {"vkey", "show", "Mobile-App", "--json"},
+           {"assignment", "list", "--json"}}) {
+    RunResult s = cli(args);
+    ASSERT_EQ(s.code, 0) << s;
+    EXPECT_EQ(s.out.find(key), std::string::npos) << s;
+    EXPECT_EQ(s.out.find(key.substr(3, 20)), std::string::npos) << s;
+  }
+  json shown = cli_json({"vkey", "show", id});
+  EXPECT_FALSE(shown.contains("key")) << shown.dump();
+  EXPECT_EQ(shown["id"], std::stoll(id));
+  EXPECT_EQ(shown["name"], "Mobile-App");
+  EXPECT_EQ(shown["enabled"], true);
+  EXPECT_TRUE(shown["expires"].is_null());
+  ASSERT_TRUE(shown["key_hint"].is_string());
+  std::string hint = shown["key_hint"];
+  EXPECT_FALSE(hint.empty());
+  EXPECT_LT(hint.size(), key.size());
+  EXPECT_EQ(hint.find(key.substr(3)), std::string::npos) << hint;
+  json listed = cli_json({"vkey", "list"});
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_FALSE(listed[0].contains("key"));
+  EXPECT_EQ(listed[0]["key_hint"], hint);
+
+  // At rest only the SHA-256 of the key.
+  EXPECT_EQ(key_hash_of(id), sha256_hex(key));
+  EXPECT_TRUE(db_files_contain(sha256_hex(key)));
+  EXPECT_FALSE(db_files_contain(key));
+  EXPECT_FALSE(db_files_contain(key.substr(3)));
+}
+
+TEST_F(VkeyCli, AddJsonCarriesTheKeyOnce) {
+  json j = cli_json({"vkey", "add", "--name", "ci", "--conn-id", "c1"});
+  ASSERT_TRUE(j.is_object());
+  ASSERT_TRUE(j["key"].is_string()) << j.dump();
+  std::string key = j["key"];
+  EXPECT_TRUE(std::regex_match(key, kGeneratedKey)) << key;
+  EXPECT_TRUE(is_id(std::to_string(j["id"].get<long long>())));
+  EXPECT_EQ(j["name"], "ci");
+  EXPECT_EQ(j["enabled"], true);
+  EXPECT_TRUE(j["key_hint"].is_string());
+  ASSERT_TRUE(j["assignments"].is_array());
+  ASSERT_EQ(j["assignments"].size(), 1u);
+  EXPECT_EQ(j["assignments"][0]["conn_id"], std::stoll(conn_));
+  EXPECT_EQ(sha256_hex(key), key_hash_of(std::to_string(j["id"].get<long long>())));
+  EXPECT_FALSE(db_files_contain(key));
+}
+
+TEST_F(VkeyCli, GivenKeyIsUsedAsIs) {
+  RunResult r = cli({"vkey", "add", "--name", "ci", "--key", "sk-proxy-123", "--conn-id", "c1"});
+  ASSERT_EQ(r.code, 0) << r;
+  std::vector<std::string> ls = lines(r.out);
+  ASSERT_EQ(ls.size(), 2u) << r;
+  EXPECT_EQ(ls[1], "sk-proxy-123");
+  EXPECT_EQ(key_hash_of(ls[0]), sha256_hex("sk-proxy-123"));
+  EXPECT_TRUE(db_files_contain(sha256_hex("sk-proxy-123")));
+  EXPECT_FALSE(db_files_contain("sk-proxy-123"));
+  json shown = cli_json({"vkey", "show", "ci"});
+  EXPECT_NE(shown["key_hint"], "sk-proxy-123");
+  EXPECT_EQ(shown.dump().find("sk-proxy-123"), std::string::npos) << shown.dump();
+}
+
+TEST_F(VkeyCli, RotateReplacesTheHash) {
+  RunResult r = cli({"vkey", "add", "--name", "app", "--model-id", "m1", "--rpm", "7"});
+  ASSERT_EQ(r.code, 0) << r;
+  ASSERT_EQ(lines(r.out).size(), 2u) << r;
+  const std::string id = lines(r.out)[0];
+  const std::string old_key = lines(r.out)[1];
+  const std::string old_hash = sha256_hex(old_key);
+  ASSERT_EQ(key_hash_of(id), old_hash);
+  json before = cli_json({"vkey", "show", id});
+
+  RunResult rot = cli({"vkey", "rotate", "app"});
+  ASSERT_EQ(rot.code, 0) << rot;
+  std::vector<std::string> ls = lines(rot.out);
+  ASSERT_EQ(ls.size(), 2u) << rot;
+  EXPECT_EQ(ls[0], id);
+  const std::string new_key = ls[1];
+  EXPECT_TRUE(std::regex_match(new_key, kGeneratedKey)) << new_key;
+  EXPECT_NE(new_key, old_key);
+  EXPECT_EQ(key_hash_of(id), sha256_hex(new_key));
+  EXPECT_EQ(query_one(db_, "SELECT COUNT(*) FROM vkeys WHERE key_hash = '" + old_hash + "'"), "0");
+  EXPECT_FALSE(db_files_contain(new_key));
+
+  json after = cli_json({"vkey", "show", id});
+  EXPECT_NE(after["key_hint"], before["key_hint"]);
+  EXPECT_EQ(after["name"], "app");
+  EXPECT_EQ(after["assignments"].size(), 1u) << "assignments survive a rotation";
+  EXPECT_EQ(after["assignments"][0]["rpm"], 7);
+
+  // JSON rotation with a given key.
+  json j = cli_json({"vkey", "rotate", id, "--key", "sk-rotated-given-1"});
+  EXPECT_EQ(j["key"], "sk-rotated-given-1");
+  EXPECT_EQ(key_hash_of(id), sha256_hex("sk-rotated-given-1"));
+  EXPECT_EQ(query_one(db_, "SELECT COUNT(*) FROM vkeys WHERE key_hash = '" +
+                               sha256_hex(new_key) + "'"),
+            "0");
+  EXPECT_FALSE(db_files_contain("sk-rotated-given-1"));
+}
+
+TEST_F(VkeyCli, DisableAndEnable) {
+  std::string id = add({"vkey", "add", "--name", "app", "--conn-id", "c1"});
+  EXPECT_EQ(cli_json({"vkey", "show", id})["enabled"], true);
+  json d = cli_json({"vkey", "disable", "app"});
+  EXPECT_EQ(d["enabled"], false);
+  EXPECT_FALSE(d.contains("key"));
+  EXPECT_EQ(cli_json({"vkey", "show", "app"})["enabled"], false);
+  EXPECT_EQ(cli_json({"vkey", "list"})[0]["enabled"], false);
+  json e = cli_json({"vkey", "enable", id});
+  EXPECT_EQ(e["enabled"], true);
+  EXPECT_EQ(cli_json({"vkey", "show", "app"})["enabled"], true);
+}
+
+TEST_F(VkeyCli, ExpiryIsStored) {
+  json exact = cli_json({"vkey", "add", "--name", "a", "--conn-id", "c1", "--expires",
+                         "2099-06-30T12:00:00Z"});
+  EXPECT_EQ(exact["expires"], "2099-06-30T12:00:00Z");
+  // A bare date is the last valid day: the key expires at the end of it.
+  json day = cli_json({"vkey", "add", "--name", "b", "--conn-id", "c1", "--expires", "2099-12-31"});
+  EXPECT_EQ(day["expires"], "2100-01-01T00:00:00Z");
+  json cleared = cli_json({"vkey", "update", "a", "--expires", "never"});
+  EXPECT_TRUE(cleared["expires"].is_null());
+  EXPECT_TRUE(cli_json({"vkey", "show", "a"})["expires"].is_null());
+}
+
+TEST_F(VkeyCli, SeveralTargetsMakeSeveralAssignmentsWithTheLimits) {
+  json j = cli_json({"vkey", "add", "--name", "batch", "--conn-id", "c1", "--conn-id", conn2_,
+                     "--model-id", "m1", "--tps", "5", "--rpm", "100", "--token-limit", "100000",
+                     "--token-window", "hour"});
+  ASSERT_TRUE(j["assignments"].is_array());
+  ASSERT_EQ(j["assignments"].size(), 3u) << j.dump();
+  std::vector<long long> conns, models;
+  for (const json& a : j["assignments"]) {
+    EXPECT_EQ(a["vkey_id"], j["id"]);
+    EXPECT_DOUBLE_EQ(a["tps"].get<double>(), 5.0);
+    EXPECT_EQ(a["rpm"], 100);
+    EXPECT_EQ(a["token_limit"], 100000);
+    EXPECT_EQ(a["token_window"], "hour");
+    EXPECT_NE(a["conn_id"].is_null(), a["model_id"].is_null()) << "exactly one target";
+    if (!a["conn_id"].is_null()) conns.push_back(a["conn_id"]);
+    if (!a["model_id"].is_null()) models.push_back(a["model_id"]);
+  }
+  std::sort(conns.begin(), conns.end());
+  EXPECT_EQ(conns, (std::vector<long long>{std::stoll(conn_), std::stoll(conn2_)}));
+  EXPECT_EQ(models, (std::vector<long long>{std::stoll(model_)}));
+
+  json listed = cli_json({"assignment", "list", "--vkey-id", "batch"});
+  EXPECT_EQ(listed.size(), 3u);
+  json shown = cli_json({"vkey", "show", "batch"});
+  EXPECT_EQ(shown["assignments"], j["assignments"]);
+}
+
+TEST_F(VkeyCli, RemoveCascadesToAssignments) {
+  std::string keep = add({"vkey", "add", "--name", "keep", "--conn-id", "c1"});
+  std::string gone = add({"vkey", "add", "--name", "gone", "--conn-id", "c1", "--model-id", "m1"});
+  ASSERT_EQ(query_one(db_, "SELECT COUNT(*) FROM assignments WHERE vkey_id = " + gone), "2");
+  RunResult r = cli({"vkey", "remove", "gone"});
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_EQ(query_one(db_, "SELECT COUNT(*) FROM assignments WHERE vkey_id = " + gone), "0");
+  EXPECT_EQ(query_one(db_, "SELECT COUNT(*) FROM vkeys WHERE id = " + gone), "0");
+  expect_error(cli({"vkey", "show", gone}), 3);
+  json left = cli_json({"assignment", "list"});
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0]["vkey_id"], std::stoll(keep));
+  json keys = cli_json({"vkey", "list"});
+  ASSERT_EQ(keys.size(), 1u);
+  EXPECT_EQ(keys[0]["name"], "keep");
+}
+
+// ---- assignments ----------------------------------------------------------------------------
+
+TEST_F(VkeyCli, AssignmentLifecycle) {
+  std::string k = add({"vkey", "add", "--name", "app"});
+  std::string other = add({"vkey", "add", "--name", "other", "--conn-id", "c1"});
+  EXPECT_TRUE(cli_json({"assignment", "list", "--vkey-id", "app"}).empty());
+
+  RunResult r = cli({"assignment", "add", "--vkey-id", "app", "--model-id", "m1", "--tps", "2.5",
+                     "--rpm", "60", "--token-limit", "5000", "--token-window", "month"});
+  ASSERT_EQ(r.code, 0) << r;
+  ASSERT_EQ(lines(r.out).size(), 1u) << r;
+  std::string a = lines(r.out)[0];
+  ASSERT_TRUE(is_id(a)) << r;
+  json by_conn = cli_json({"assignment", "add", "--vkey-id", k, "--conn-id", conn2_});
+  EXPECT_EQ(by_conn["vkey_id"], std::stoll(k));
+  EXPECT_EQ(by_conn["conn_id"], std::stoll(conn2_));
+  EXPECT_TRUE(by_conn["model_id"].is_null());
+  EXPECT_TRUE(by_conn["tps"].is_null());
+  EXPECT_TRUE(by_conn["rpm"].is_null());
+  EXPECT_TRUE(by_conn["token_limit"].is_null());
+
+  json mine = cli_json({"assignment", "list", "--vkey-id", "app"});
+  ASSERT_EQ(mine.size(), 2u);
+  EXPECT_EQ(cli_json({"assignment", "list", "--vkey-id", k}), mine);
+  EXPECT_EQ(cli_json({"assignment", "list"}).size(), 3u);
+  json first = mine[0]["id"] == std::stoll(a) ? mine[0] : mine[1];
+  EXPECT_EQ(first["model_id"], std::stoll(model_));
+  EXPECT_TRUE(first["conn_id"].is_null());
+  EXPECT_DOUBLE_EQ(first["tps"].get<double>(), 2.5);
+  EXPECT_EQ(first["rpm"], 60);
+  EXPECT_EQ(first["token_limit"], 5000);
+  EXPECT_EQ(first["token_window"], "month");
+
+  // --rpm 0 removes that limit and keeps the others.
+  json u = cli_json({"assignment", "update", a, "--rpm", "0"});
+  EXPECT_TRUE(u["rpm"].is_null()) << u.dump();
+  EXPECT_DOUBLE_EQ(u["tps"].get<double>(), 2.5);
+  EXPECT_EQ(u["token_limit"], 5000);
+  EXPECT_EQ(u["token_window"], "month");
+  json u2 = cli_json({"assignment", "update", a, "--tps", "10", "--token-limit", "0"});
+  EXPECT_DOUBLE_EQ(u2["tps"].get<double>(), 10.0);
+  EXPECT_TRUE(u2["token_limit"].is_null());
+  EXPECT_TRUE(u2["rpm"].is_null());
+  json stored = cli_json({"assignment", "list", "--vkey-id", "app"});
+  bool found = false;
+  for (const json& s : stored)
+    if (s["id"] == std::stoll(a)) {
+      found = true;
+      EXPECT_EQ(s, u2);
+    }
+  EXPECT_TRUE(found);
+
+  ASSERT_EQ(cli({"assignment", "remove", a}).code, 0);
+  EXPECT_EQ(cli_json({"assignment", "list", "--vkey-id", "app"}).size(), 1u);
+  expect_error(cli({"assignment", "remove", a}), 3, a);
+  EXPECT_EQ(cli_json({"assignment", "list", "--vkey-id", other}).size(), 1u);
+}
+
+// ---- usage -----------------------------------------------------------------------------------
+
+class UsageCli : public VkeyCli {
+ protected:
+  void SetUp() override {
+    VkeyCli::SetUp();
+    ASSERT_NO_FATAL_FAILURE(k1_ = add({"vkey", "add", "--name", "k1", "--conn-id", "c1"}));
+    ASSERT_NO_FATAL_FAILURE(k2_ = add({"vkey", "add", "--name", "k2", "--conn-id", "c1"}));
+  }
+
+  void insert(std::int64_t ts, const std::string& request_id, const std::string& vkey_id,
+              const std::string& vkey_name, const std::string& model, int status,
+              double latency_ms, int prompt, int completion, double cost) {
+    std::ostringstream sql;
+    sql.precision(17);
+    sql << "INSERT INTO usage_records (ts, request_id, vkey_id, vkey_name, assignment_id, model,"
+           " conn_id, conn_name, status, latency_ms, ttft_ms, prompt_tokens, completion_tokens,"
+           " cost) VALUES ("
+        << ts << ", '" << request_id << "', " << vkey_id << ", '" << vkey_name << "', NULL, '"
+        << model << "', " << conn_ << ", 'c1', " << status << ", " << latency_ms << ", NULL, "
+        << prompt << ", " << completion << ", " << cost << ")";
+    query(db_, sql.str());
+  }
+
+  // 2026-01-10T10:00:00Z, 2026-01-10T11:00:00Z, 2026-01-11T09:00:00Z
+  static constexpr std::int64_t kJan10_10 = 1768039200000;
+  static constexpr std::int64_t kJan10_11 = kJan10_10 + 3600000;
+  static constexpr std::int64_t kJan11_09 = kJan10_10 + 23 * 3600000LL;
+
+  void insert_fixture() {
+    insert(kJan10_10, "req-1", k1_, "k1", "m1", 200, 100, 10, 20, 0.5);
+    insert(kJan10_11, "req-2", k2_, "k2", "m2", 500, 300, 1, 2, 0.25);
+    insert(kJan11_09, "req-3", k1_, "k1", "m2", 200, 50, 100, 200, 1.0);
+  }
+
+  std::string k1_, k2_;
+};
+
+TEST_F(UsageCli, EmptyUsageIsAnEmptyArray) {
+  RunResult r = cli({"usage", "--json"});
+  ASSERT_EQ(r.code, 0) << r;
+  json j = parse_doc(r);
+  ASSERT_TRUE(j.is_array());
+  EXPECT_TRUE(j.empty());
+  for (const char* by : {"day", "model", "key"}) {
+    json g = cli_json({"usage", "--by", by});
+    ASSERT_TRUE(g.is_array()) << by;
+    EXPECT_TRUE(g.empty()) << by;
+  }
+}
+
+TEST_F(UsageCli, ListsRecordsNewestFirst) {
+  insert_fixture();
+  json j = cli_json({"usage"});
+  ASSERT_TRUE(j.is_array());
+  ASSERT_EQ(j.size(), 3u) << j.dump();
+  EXPECT_EQ(j[0]["request_id"], "req-3");
+  EXPECT_EQ(j[1]["request_id"], "req-2");
+  EXPECT_EQ(j[2]["request_id"], "req-1");
+  const json& r2 = j[1];
+  EXPECT_EQ(r2["prompt_tokens"], 1);
+  EXPECT_EQ(r2["completion_tokens"], 2);
+  EXPECT_DOUBLE_EQ(r2["cost"].get<double>(), 0.25);
+  EXPECT_EQ(r2["status"], 500);
+  EXPECT_DOUBLE_EQ(r2["latency_ms"].get<double>(), 300.0);
+  EXPECT_EQ(r2["model"], "m2");
+  EXPECT_EQ(r2["vkey_name"], "k2");
+  EXPECT_EQ(r2["vkey_id"], std::stoll(k2_));
+  EXPECT_EQ(r2["time"], "2026-01-10T11:00:00Z");
+  EXPECT_EQ(j[0]["prompt_tokens"], 100);
+  EXPECT_EQ(j[0]["completion_tokens"], 200);
+  EXPECT_DOUBLE_EQ(j[0]["cost"].get<double>(), 1.0);
+
+  json limited = cli_json({"usage", "--limit", "1"});
+  ASSERT_EQ(limited.size(), 1u);
+  EXPECT_EQ(limited[0]["request_id"], "req-3");
+
+  RunResult plain = cli({"usage"});
+  ASSERT_EQ(plain.code, 0) << plain;
+  for (const char* id : {"req-1", "req-2", "req-3"})
+    EXPECT_NE(plain.out.find(id), std::string::npos) << plain;
+}
+
+TEST_F(UsageCli, AggregatesByDayModelAndKey) {
+  insert_fixture();
+  json day = cli_json({"usage", "--by", "day"});
+  ASSERT_EQ(day.size(), 2u) << day.dump();
+  EXPECT_EQ(day[0]["group"], "2026-01-10");
+  EXPECT_EQ(day[0]["requests"], 2);
+  EXPECT_EQ(day[0]["errors"], 1);
+  EXPECT_EQ(day[0]["prompt_tokens"], 11);
+  EXPECT_EQ(day[0]["completion_tokens"], 22);
+  EXPECT_EQ(day[0]["total_tokens"], 33);
+  EXPECT_DOUBLE_EQ(day[0]["cost"].get<double>(), 0.75);
+  EXPECT_DOUBLE_EQ(day[0]["avg_latency_ms"].get<double>(), 200.0);
+  EXPECT_EQ(day[1]["group"], "2026-01-11");
+  EXPECT_EQ(day[1]["requests"], 1);
+  EXPECT_EQ(day[1]["errors"], 0);
+  EXPECT_DOUBLE_EQ(day[1]["cost"].get<double>(), 1.0);
+
+  json model = cli_json({"usage", "--by", "model"});
+  ASSERT_EQ(model.size(), 2u) << model.dump();
+  EXPECT_EQ(model[0]["group"], "m1");
+  EXPECT_EQ(model[0]["requests"], 1);
+  EXPECT_EQ(model[0]["prompt_tokens"], 10);
+  EXPECT_EQ(model[1]["group"], "m2");
+  EXPECT_EQ(model[1]["requests"], 2);
+  EXPECT_EQ(model[1]["prompt_tokens"], 101);
+  EXPECT_EQ(model[1]["completion_tokens"], 202);
+  EXPECT_DOUBLE_EQ(model[1]["cost"].get<double>(), 1.25);
+
+  json key = cli_json({"usage", "--by", "key"});
+  ASSERT_EQ(key.size(), 2u) << key.dump();
+  EXPECT_EQ(key[0]["group"], "k1");
+  EXPECT_EQ(key[0]["requests"], 2);
+  EXPECT_DOUBLE_EQ(key[0]["cost"].get<double>(), 1.5);
+  EXPECT_EQ(key[1]["group"], "k2");
+  EXPECT_EQ(key[1]["requests"], 1);
+  EXPECT_EQ(key[1]["errors"], 1);
+
+  RunResult plain = cli({"usage", "--by", "model"});
+  ASSERT_EQ(plain.code, 0) << plain;
+  EXPECT_NE(plain.out.find("m1"), std::string::npos) << plain;
+  EXPECT_NE(plain.out.find("m2"), std::string::npos) << plain;
+}
+
+TEST_F(UsageCli, FiltersByKeyAndTime) {
+  insert_fixture();
+  for (const std::string& ref : {std::string("k1"), k1_}) {
+    json j = cli_json({"usage", "--vkey-id", ref});
+    ASSERT_EQ(j.size(), 2u) << ref;
+    EXPECT_EQ(j[0]["request_id"], "req-3");
+    EXPECT_EQ(j[1]["request_id"], "req-1");
+  }
+  json k2_models = cli_json({"usage", "--vkey-id", "k2", "--by", "model"});
+  ASSERT_EQ(k2_models.size(), 1u);
+  EXPECT_EQ(k2_models[0]["group"], "m2");
+  EXPECT_EQ(k2_models[0]["requests"], 1);
+
+  json since = cli_json({"usage", "--since", "2026-01-11"});
+  ASSERT_EQ(since.size(), 1u) << since.dump();
+  EXPECT_EQ(since[0]["request_id"], "req-3");
+  json since_exact = cli_json({"usage", "--since", "2026-01-10T11:00:00Z"});
+  ASSERT_EQ(since_exact.size(), 2u) << "--since is inclusive";
+  json until = cli_json({"usage", "--until", "2026-01-10T11:00:00Z"});
+  ASSERT_EQ(until.size(), 1u);
+  EXPECT_EQ(until[0]["request_id"], "req-1");
+  json both = cli_json({"usage", "--vkey-id", "k1", "--since", "2026-01-10T10:30:00Z"});
+  ASSERT_EQ(both.size(), 1u);
+  EXPECT_EQ(both[0]["request_id"], "req-3");
+}
+
+TEST_F(UsageCli, SinceAcceptsADurationAgo) {
+  std::int64_t now = now_ms();
+  insert(now - 3600000, "recent", k1_, "k1", "m1", 200, 10, 1, 1, 0.1);
+  insert(now - 48 * 3600000LL, "two-days-ago", k1_, "k1", "m1", 200, 10, 1, 1, 0.1);
+  insert(now - 10 * 86400000LL, "ten-days-ago", k1_, "k1", "m1", 200, 10, 1, 1, 0.1);
+  json day = cli_json({"usage", "--since", "24h"});
+  ASSERT_EQ(day.size(), 1u) << day.dump();
+  EXPECT_EQ(day[0]["request_id"], "recent");
+  json week = cli_json({"usage", "--since", "7d"});
+  ASSERT_EQ(week.size(), 2u) << week.dump();
+  EXPECT_EQ(week[1]["request_id"], "two-days-ago");
+  EXPECT_EQ(cli_json({"usage"}).size(), 3u);
+}
+
+// ---- errors ------------------------------------------------------------------------------------
+
+struct ErrorCase {
+  std::string name;
+  std::vector<std::string> args;
+  int code;
+  std::string mention;  // the message names the offending value
+};
+
+void PrintTo(const ErrorCase& c, std::ostream* os) { *os << c.name; }
+
+class CliErrors : public Cli, public ::testing::WithParamInterface<ErrorCase> {
+ protected:
+  void SetUp() override {
+    Cli::SetUp();
+    ASSERT_NO_FATAL_FAILURE(add({"connection", "add", "--name", "c1", "--provider", "mock"}));
+    ASSERT_NO_FATAL_FAILURE(add({"connection", "add", "--name", "c2", "--provider", "openai",
+                                 "--api-key", "sk-upstream-secret-xyz"}));
+    ASSERT_NO_FATAL_FAILURE(add({"model", "add", "--name", "m1", "--remote", "r1", "--conn-id", "c1"}));
+    ASSERT_NO_FATAL_FAILURE(add({"vkey", "add", "--name", "k1", "--key", "sk-existing-key-1",
+                                 "--model-id", "m1", "--rpm", "10"}));
+    ASSERT_NO_FATAL_FAILURE(add({"vkey", "add", "--name", "k2", "--conn-id", "c2"}));
+  }
+};
+
+TEST_P(CliErrors, ExitCodeOneLineAndNothingChanged) {
+  const ErrorCase& c = GetParam();
+  std::string before = snapshot();
+  ASSERT_EQ(cli_json({"assignment", "list"}).size(), 2u);
+
+  expect_error(cli(c.args), c.code, c.mention);
+  std::vector<std::string> with_json = c.args;
+  with_json.push_back("--json");
+  expect_error(cli(with_json), c.code, c.mention);
+
+  EXPECT_EQ(snapshot(), before);
+}
+
+using Args = std::vector<std::string>;
+
+const ErrorCase kErrorCases[] = {
+    // Usage errors: 2.
+    {"UnknownProvider", Args{"connection", "add", "--name", "x", "--provider", "nope"}, 2, "nope"},
+    {"FtpEndpoint",
+     Args{"connection", "add", "--name", "x", "--provider", "openai", "--endpoint", "ftp://x"}, 2,
+     "ftp://x"},
+    {"EndpointWithoutHost",
+     Args{"connection", "add", "--name", "x", "--provider", "openai", "--endpoint", "http://"}, 2,
+     "http://"},
+    {"EndpointWithCredentials",
+     Args{"connection", "add", "--name", "x", "--provider", "openai", "--endpoint",
+          "https://user:pw@host.example"},
+     2, "--endpoint"},
+    {"EndpointBadPort",
+     Args{"connection", "add", "--name", "x", "--provider", "openai", "--endpoint",
+          "https://host.example:99999"},
+     2, "--endpoint"},
+    {"AzureWithoutApiKey",
+     Args{"connection", "add", "--name", "x", "--provider", "azure", "--endpoint",
+          "https://a.openai.azure.com"},
+     2, "--api-key"},
+    {"AllDigitName", Args{"connection", "add", "--name", "123", "--provider", "mock"}, 2, "123"},
+    {"ConnectionMissingName", Args{"connection", "add", "--provider", "mock"}, 2, "--name"},
+    {"ConnectionMissingProvider", Args{"connection", "add", "--name", "x"}, 2, "--provider"},
+    {"UnknownFlag", Args{"connection", "add", "--name", "x", "--provider", "mock", "--bogus"}, 2,
+     "--bogus"},
+    {"UnknownCommand", Args{"frobnicate"}, 2, ""},
+    {"MissingSubcommand", Args{"connection"}, 2, ""},
+    {"ShowWithoutReference", Args{"connection", "show"}, 2, ""},
+    {"UpdateBadEndpoint", Args{"connection", "update", "c1", "--endpoint", "ftp://x"}, 2, "ftp://x"},
+    {"UpdateZeroTimeout", Args{"connection", "update", "c2", "--timeout", "0"}, 2, "--timeout"},
+    {"UpdateNonNumericTimeout", Args{"connection", "update", "c2", "--timeout", "soon"}, 2, "soon"},
+    {"UpdateValidTimeoutBadHeader",
+     Args{"connection", "update", "c2", "--timeout", "2.5", "--header", "NoColon"}, 2, "NoColon"},
+    {"ModelMissingRemote", Args{"model", "add", "--name", "x", "--conn-id", "c1"}, 2, "--remote"},
+    {"ModelMissingConn", Args{"model", "add", "--name", "x", "--remote", "r"}, 2, "--conn-id"},
+    {"ModelNegativePrice",
+     Args{"model", "add", "--name", "x", "--remote", "r", "--conn-id", "c1", "--input-price", "-1"},
+     2, "--input-price"},
+    {"VkeyMissingName", Args{"vkey", "add", "--model-id", "m1"}, 2, "--name"},
+    {"NegativeTps", Args{"vkey", "add", "--name", "x", "--model-id", "m1", "--tps", "-1"}, 2,
+     "--tps"},
+    {"NegativeRpm", Args{"vkey", "add", "--name", "x", "--model-id", "m1", "--rpm", "-5"}, 2,
+     "--rpm"},
+    {"NegativeTokenLimit",
+     Args{"vkey", "add", "--name", "x", "--model-id", "m1", "--token-limit", "-100"}, 2,
+     "--token-limit"},
+    {"BadTokenWindow",
+     Args{"vkey", "add", "--name", "x", "--model-id", "m1", "--token-window", "weekly"}, 2,
+     "weekly"},
+    {"NonNumericTps", Args{"vkey", "add", "--name", "x", "--model-id", "m1", "--tps", "abc"}, 2,
+     "abc"},
+    {"FractionalRpm", Args{"vkey", "add", "--name", "x", "--model-id", "m1", "--rpm", "1.5"}, 2,
+     "1.5"},
+    {"LimitsWithoutTarget", Args{"vkey", "add", "--name", "x", "--tps", "5"}, 2, ""},
+    {"KeyTooShort", Args{"vkey", "add", "--name", "x", "--key", "short", "--model-id", "m1"}, 2,
+     "--key"},
+    {"ExpiresInPast",
+     Args{"vkey", "add", "--name", "x", "--model-id", "m1", "--expires", "2020-01-01"}, 2,
+     "--expires"},
+    {"ExpiresNotADate",
+     Args{"vkey", "add", "--name", "x", "--model-id", "m1", "--expires", "2026-02-30"}, 2,
+     "2026-02-30"},
+    {"RotateKeyTooShort", Args{"vkey", "rotate", "k2", "--key", "short"}, 2, "--key"},
+    {"AssignmentBothTargets",
+     Args{"assignment", "add", "--vkey-id", "k2", "--conn-id", "c1", "--model-id", "m1"}, 2, ""},
+    {"AssignmentNoTarget", Args{"assignment", "add", "--vkey-id", "k2"}, 2, ""},
+    {"AssignmentMissingVkey", Args{"assignment", "add", "--conn-id", "c1"}, 2, "--vkey-id"},
+    {"AssignmentUpdateNegativeRpm", Args{"assignment", "update", "1", "--rpm", "-5"}, 2, "--rpm"},
+    {"AssignmentUpdateBadWindow", Args{"assignment", "update", "1", "--token-window", "weekly"}, 2,
+     "weekly"},
+    {"AssignmentIdNotANumber", Args{"assignment", "update", "abc", "--rpm", "1"}, 2, "abc"},
+    {"UsageBadBy", Args{"usage", "--by", "weekly"}, 2, "weekly"},
+    {"UsageBadSince", Args{"usage", "--since", "yesterday"}, 2, "yesterday"},
+    {"UsageSinceAfterUntil", Args{"usage", "--since", "2026-02-01", "--until", "2026-01-01"}, 2,
+     ""},
+    {"UsageNegativeLimit", Args{"usage", "--limit", "-1"}, 2, "--limit"},
+    // Not found: 3.
+    {"ShowMissingConnectionId", Args{"connection", "show", "999"}, 3, "999"},
+    {"ShowMissingConnectionName", Args{"connection", "show", "nope"}, 3, "nope"},
+    {"RemoveMissingConnection", Args{"connection", "remove", "nope"}, 3, "nope"},
+    {"UpdateMissingConnection", Args{"connection", "update", "nope", "--timeout", "5"}, 3, "nope"},
+    {"ShowMissingModel", Args{"model", "show", "nope"}, 3, "nope"},
+    {"RemoveMissingModelId", Args{"model", "remove", "999"}, 3, "999"},
+    {"ModelAddMissingConnection",
+     Args{"model", "add", "--name", "x", "--remote", "r", "--conn-id", "nope"}, 3, "nope"},
+    {"ModelUpdateMissingConnection", Args{"model", "update", "m1", "--conn-id", "nope"}, 3, "nope"},
+    {"ModelListMissingConnection", Args{"model", "list", "--conn-id", "nope"}, 3, "nope"},
+    {"ShowMissingVkey", Args{"vkey", "show", "nope"}, 3, "nope"},
+    {"RemoveMissingVkey", Args{"vkey", "remove", "999"}, 3, "999"},
+    {"DisableMissingVkey", Args{"vkey", "disable", "nope"}, 3, "nope"},
+    {"RotateMissingVkey", Args{"vkey", "rotate", "nope"}, 3, "nope"},
+    {"VkeyAddMissingModel", Args{"vkey", "add", "--name", "x", "--model-id", "nope"}, 3, "nope"},
+    {"VkeyAddSecondTargetMissing",
+     Args{"vkey", "add", "--name", "x", "--model-id", "m1", "--conn-id", "nope"}, 3, "nope"},
+    {"AssignmentAddMissingKey", Args{"assignment", "add", "--vkey-id", "nope", "--model-id", "m1"},
+     3, "nope"},
+    {"AssignmentAddMissingModel",
+     Args{"assignment", "add", "--vkey-id", "k2", "--model-id", "nope"}, 3, "nope"},
+    {"AssignmentAddMissingConnection",
+     Args{"assignment", "add", "--vkey-id", "k2", "--conn-id", "nope"}, 3, "nope"},
+    {"AssignmentListMissingKey", Args{"assignment", "list", "--vkey-id", "nope"}, 3, "nope"},
+    {"AssignmentUpdateMissing", Args{"assignment", "update", "999", "--rpm", "1"}, 3, "999"},
+    {"AssignmentRemoveMissing", Args{"assignment", "remove", "999"}, 3, "999"},
+    {"UsageMissingKey", Args{"usage", "--vkey-id", "nope"}, 3, "nope"},
+    // Conflicts: 4.
+    {"DuplicateConnectionName", Args{"connection", "add", "--name", "c1", "--provider", "mock"}, 4,
+     "c1"},
+    {"RenameConnectionToTakenName", Args{"connection", "update", "c2", "--name", "c1"}, 4, "c1"},
+    {"DuplicateModelName",
+     Args{"model", "add", "--name", "m1", "--remote", "r", "--conn-id", "c2"}, 4, "m1"},
+    {"DuplicateVkeyName", Args{"vkey", "add", "--name", "k1", "--model-id", "m1"}, 4, "k1"},
+    {"RenameVkeyToTakenName", Args{"vkey", "update", "k2", "--name", "k1"}, 4, "k1"},
+    {"DuplicateKey",
+     Args{"vkey", "add", "--name", "x", "--key", "sk-existing-key-1", "--model-id", "m1"}, 4,
+     "key"},
+    {"RotateToTakenKey", Args{"vkey", "rotate", "k2", "--key", "sk-existing-key-1"}, 4, "key"},
+    {"RemoveConnectionUsedByModel", Args{"connection", "remove", "c1"}, 4, "c1"},
+    {"RemoveConnectionUsedByAssignment", Args{"connection", "remove", "c2"}, 4, "c2"},
+    {"RemoveModelUsedByAssignment", Args{"model", "remove", "m1"}, 4, "m1"},
+    {"DuplicateAssignment", Args{"assignment", "add", "--vkey-id", "k1", "--model-id", "m1"}, 4, ""},
+};
+
+INSTANTIATE_TEST_SUITE_P(Cases, CliErrors, ::testing::ValuesIn(kErrorCases),
+                         [](const ::testing::TestParamInfo<ErrorCase>& info) {
+                           return info.param.name;
+                         });
+
+TEST_F(Cli, ErrorsNeverPrintTheUpstreamSecret) {
+  add({"connection", "add", "--name", "c2", "--provider", "openai", "--api-key",
+       "sk-upstream-secret-xyz"});
+  for (const auto& args : std::vector<Args>{{"connection", "add", "--name", "c2", "--provider",
+                                              "openai", "--api-key", "sk-upstream-secret-xyz"},
+                                             {"connection", "update", "c2", "--endpoint", "ftp://x",
+                                              "--api-key", "sk-upstream-secret-xyz"}}) {
+    RunResult r = cli(args);
+    EXPECT_NE(r.code, 0) << r;
+    EXPECT_EQ(r.err.find("sk-upstream-secret-xyz"), std::string::npos) << r;
+    EXPECT_EQ(r.out.find("sk-upstream-secret-xyz"), std::string::npos) << r;
+  }
+}
+
+TEST_F(Cli, DatabaseInMissingDirectoryIsAStorageFailure) {
+  const std::string missing = dir_ + "/missing";
+  expect_error(run({"connection", "list", "--db", missing + "/t.db"}), 1);
+  expect_error(run({"--json", "--db", missing + "/t.db", "connection", "add", "--name", "x",
+                    "--provider", "mock"}),
+               1);
+  expect_error(run({"connection", "list"}, {{"LLM_PROXY_DB", "sqlite://" + missing + "/t.db"}}), 1);
+  EXPECT_FALSE(fs::exists(missing)) << "the directory is not created";
+}
+
+TEST_F(Cli, UnsupportedDatabaseUrlIsAUsageError) {
+  expect_error(run({"connection", "list", "--db", "ftp://host/x.db"}, {}, dir_), 2, "ftp");
+  expect_error(run({"connection", "list"}, {{"LLM_PROXY_DB", "mysql://host/db"}}, dir_), 2,
+               "mysql");
+  EXPECT_FALSE(fs::exists(dir_ + "/llm-proxy.db")) << "no fallback to the default";
+}
+
+TEST_F(Cli, HalfAnEnvironmentLocationIsAUsageError) {
+  expect_error(run({"connection", "list"}, {{"DB_TYPE", "sqlite"}}, dir_), 2, "DB_DSN");
+  expect_error(run({"connection", "list"}, {{"DB_DSN", db_}}, dir_), 2, "DB_TYPE");
+  expect_error(run({"connection", "list"}, {{"DB_TYPE", "oracle"}, {"DB_DSN", db_}}, dir_), 2,
+               "oracle");
+  EXPECT_FALSE(fs::exists(db_));
+  EXPECT_FALSE(fs::exists(dir_ + "/llm-proxy.db")) << "no fallback to the default";
+}
+
+// ---- help ------------------------------------------------------------------------------------------
+
+TEST_F(Cli, TopLevelHelp) {
+  RunResult r = run({"--help"}, {}, dir_);
+  EXPECT_EQ(r.code, 0) << r;
+  EXPECT_EQ(r.err, "");
+  EXPECT_NE(r.out.find("Examples"), std::string::npos) << r;
+  for (const char* word : {"connection", "model", "vkey", "assignment", "usage", "--db", "--json"})
+    EXPECT_NE(r.out.find(word), std::string::npos) << word << "\n" << r;
+  EXPECT_FALSE(fs::exists(dir_ + "/llm-proxy.db")) << "--help opens no database";
+}
+
+TEST_F(Cli, CommandHelpShowsExamples) {
+  for (const auto& args : std::vector<Args>{{"vkey", "add", "--help"},
+                                            {"connection", "add", "--help"},
+                                            {"model", "add", "--help"},
+                                            {"assignment", "update", "--help"},
+                                            {"usage", "--help"}}) {
+    RunResult r = run(args, {}, dir_);
+    EXPECT_EQ(r.code, 0) << r;
+    EXPECT_NE(r.out.find("Examples"), std::string::npos) << r;
+    EXPECT_NE(r.out.find("llm-proxy " + args[0]), std::string::npos) << r;
+  }
+  RunResult vk = run({"vkey", "add", "--help"}, {}, dir_);
+  for (const char* flag : {"--name", "--key", "--conn-id", "--model-id", "--tps", "--rpm",
+                           "--token-limit", "--token-window", "--expires"})
+    EXPECT_NE(vk.out.find(flag), std::string::npos) << flag << "\n" << vk;
+  EXPECT_FALSE(fs::exists(dir_ + "/llm-proxy.db"));
+}
+
+// ---- database selection --------------------------------------------------------------------
+
+TEST_F(Cli, DatabaseFromLlmProxyDbUrl) {
+  const std::string path = dir_ + "/from-url.db";
+  Env env{{"LLM_PROXY_DB", "sqlite://" + path}};  // sqlite:///abs/path
+  ASSERT_EQ(("sqlite://" + path).substr(0, 10), "sqlite:///");
+  RunResult r = run({"connection", "add", "--name", "via-url", "--provider", "mock"}, env, dir_);
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_TRUE(fs::exists(path));
+  EXPECT_TRUE(fs::exists(path + ".key"));
+  EXPECT_FALSE(fs::exists(dir_ + "/llm-proxy.db"));
+  json j = parse_doc(run({"connection", "list", "--json", "--db", path}));
+  ASSERT_EQ(j.size(), 1u);
+  EXPECT_EQ(j[0]["name"], "via-url");
+  EXPECT_EQ(parse_doc(run({"connection", "list", "--json"}, env)), j);
+}
+
+TEST_F(Cli, DatabaseFromDbTypeAndDsn) {
+  const std::string path = dir_ + "/from-dsn.db";
+  Env env{{"DB_TYPE", "sqlite"}, {"DB_DSN", path}};
+  RunResult r = run({"connection", "add", "--name", "via-dsn", "--provider", "mock"}, env, dir_);
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_TRUE(fs::exists(path));
+  EXPECT_FALSE(fs::exists(dir_ + "/llm-proxy.db"));
+  json j = parse_doc(run({"--json", "--db", path, "connection", "list"}));
+  ASSERT_EQ(j.size(), 1u);
+  EXPECT_EQ(j[0]["name"], "via-dsn");
+}
+
+TEST_F(Cli, DatabaseFromPlainPathAndRelativeUrl) {
+  RunResult abs = run({"connection", "add", "--name", "a", "--provider", "mock", "--db",
+                       dir_ + "/plain.db"});
+  ASSERT_EQ(abs.code, 0) << abs;
+  EXPECT_TRUE(fs::exists(dir_ + "/plain.db"));
+  // Relative paths are relative to the working directory.
+  RunResult rel = run({"connection", "list", "--json", "--db", "plain.db"}, {}, dir_);
+  json j = parse_doc(rel);
+  ASSERT_EQ(j.size(), 1u);
+  EXPECT_EQ(j[0]["name"], "a");
+  RunResult rel_url = run({"connection", "list", "--json", "--db", "sqlite:plain.db"}, {}, dir_);
+  EXPECT_EQ(parse_doc(rel_url), j);
+}
+
+TEST_F(Cli, DefaultDatabaseInWorkingDirectory) {
+  RunResult r = run({"connection", "add", "--name", "dflt", "--provider", "mock"}, {}, dir_);
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_TRUE(fs::exists(dir_ + "/llm-proxy.db"));
+  struct stat st{};
+  ASSERT_EQ(stat((dir_ + "/llm-proxy.db.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+  json j = parse_doc(run({"connection", "list", "--json", "--db", dir_ + "/llm-proxy.db"}));
+  ASSERT_EQ(j.size(), 1u);
+  EXPECT_EQ(j[0]["name"], "dflt");
+}
+
+TEST_F(Cli, DbFlagWinsOverEnvironment) {
+  const std::string from_env = dir_ + "/env.db";
+  const std::string from_dsn = dir_ + "/dsn.db";
+  const std::string from_flag = dir_ + "/flag.db";
+  Env env{{"LLM_PROXY_DB", "sqlite://" + from_env}, {"DB_TYPE", "sqlite"}, {"DB_DSN", from_dsn}};
+  RunResult r = run({"connection", "add", "--name", "x", "--provider", "mock", "--db", from_flag},
+                    env, dir_);
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_TRUE(fs::exists(from_flag));
+  EXPECT_FALSE(fs::exists(from_env));
+  EXPECT_FALSE(fs::exists(from_dsn));
+  // Without the flag, LLM_PROXY_DB wins over DB_TYPE + DB_DSN.
+  RunResult r2 = run({"connection", "add", "--name", "y", "--provider", "mock"}, env, dir_);
+  ASSERT_EQ(r2.code, 0) << r2;
+  EXPECT_TRUE(fs::exists(from_env));
+  EXPECT_FALSE(fs::exists(from_dsn));
+  EXPECT_FALSE(fs::exists(dir_ + "/llm-proxy.db"));
+}
+
+}  // namespace

@@ -54,6 +54,8 @@ std::unique_ptr<Store> open_test_store(const TestDatabase& db, std::string_view 
   return open_store(db.location);
 }
 
-void reset_test_secret() { set_secret(kTestSecret); }
+void reset_test_secret() {
+  set_secret(kTestSecret);
+}
 
 }  // namespace llmproxy::storage::conformance

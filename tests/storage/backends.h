@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,6 +35,11 @@ struct BackendFactory {
   // Makes a fresh, empty database. Throws when that is impossible.
   std::function<TestDatabase()> create;
 };
+
+// Names the backend in GoogleTest's messages ("where GetParam() = sqlite").
+inline void PrintTo(const BackendFactory& b, std::ostream* os) {
+  *os << b.name;
+}
 
 // Every backend the suite runs against.
 std::vector<BackendFactory> conformance_backends();

@@ -1,0 +1,46 @@
+// llm-proxy serve
+#include <cstdlib>
+
+#include "cmd/cli.h"
+#include "lib/server/server.h"
+
+namespace llmproxy::cli {
+
+void add_serve_command(CLI::App& app, Context& ctx) {
+  auto opts = std::make_shared<server::ServerOptions>();
+  auto master = std::make_shared<std::optional<std::string>>();
+  auto max_body = std::make_shared<std::optional<std::int64_t>>();
+  auto grace = std::make_shared<std::optional<double>>();
+  auto threads = std::make_shared<std::optional<std::int64_t>>();
+  CLI::App* serve = add_command(
+      &app, ctx, "serve", "Run the OpenAI-compatible proxy",
+      "  llm-proxy serve\n"
+      "  llm-proxy serve --listen 127.0.0.1:8080 --threads 2\n"
+      "  MASTER_KEY=sk-admin-... llm-proxy serve --db postgres://proxy@db/proxy\n",
+      [&ctx, opts, master, max_body, grace, threads] {
+        if (*master) opts->master_key = **master;
+        else if (const char* env = std::getenv("MASTER_KEY")) opts->master_key = env;
+        if (*max_body) {
+          if (**max_body <= 0) throw CLI::ValidationError("--max-body", "must be > 0");
+          opts->max_body_bytes = static_cast<std::size_t>(**max_body);
+        }
+        if (*grace) {
+          if (**grace < 0) throw CLI::ValidationError("--grace", "must be >= 0");
+          opts->grace = std::chrono::seconds(static_cast<long>(**grace));
+        }
+        if (*threads) {
+          if (**threads < 0 || **threads > 256)
+            throw CLI::ValidationError("--threads", "must be between 0 and 256");
+          opts->threads = static_cast<int>(**threads);
+        }
+        std::exit(server::serve(storage::resolve_location(ctx.db), *opts));
+      });
+  serve->add_option("--listen", opts->listen, "Address to listen on (default 0.0.0.0:8080)");
+  add_int(serve, "--threads", *threads, "Worker threads (default: one per core)");
+  add_string(serve, "--master-key", *master,
+             "Key that may use every model (default: $MASTER_KEY)");
+  add_int(serve, "--max-body", *max_body, "Largest request body in bytes (default 10 MiB)");
+  add_double(serve, "--grace", *grace, "Seconds to let requests finish on SIGTERM (default 30)");
+}
+
+}  // namespace llmproxy::cli

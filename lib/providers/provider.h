@@ -1,0 +1,107 @@
+// The provider adapter boundary. The server knows only this interface: it
+// hands an adapter the client's (OpenAI-format) request and the route, sends
+// what comes back upstream, and feeds the reply through the adapter on its way
+// to the client. OpenAI-shaped providers share one pass-through adapter that
+// touches only `model`, auth and `stream_options`; translating providers
+// (Anthropic, Gemini, Bedrock) implement the same interface.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "lib/domain/types.h"
+#include "lib/routing/route.h"
+#include "lib/util/json_scan.h"
+
+namespace llmproxy::providers {
+
+enum class Endpoint { kChat, kCompletions, kEmbeddings };
+
+// The client's request, validated: `body` is one JSON object, and the spans
+// locate its top-level fields.
+struct InboundRequest {
+  Endpoint endpoint = Endpoint::kChat;
+  std::string_view body;
+  json_scan::Span model, stream, stream_options;
+  bool stream_requested = false;
+  std::string_view request_id;
+};
+
+struct UpstreamRequest {
+  bool tls = false;
+  std::string host;
+  std::string port;
+  std::string target;  // path and query
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+struct Usage {
+  std::int64_t prompt_tokens = 0;
+  std::int64_t completion_tokens = 0;
+  bool reported = false;
+};
+
+// A reply ready for the client.
+struct Reply {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  Usage usage;
+};
+
+// Turns the upstream's streamed body into what the client receives, fed in
+// arbitrary slices. Emits only whole SSE events.
+class StreamTranslator {
+ public:
+  virtual ~StreamTranslator() = default;
+  virtual void feed(std::string_view upstream_bytes, std::string& to_client) = 0;
+  // The upstream ended the body; flush what is left.
+  virtual void finish(std::string& to_client) = 0;
+  virtual const Usage& usage() const = 0;
+  // True once the stream's proper end (e.g. `data: [DONE]`) was seen.
+  virtual bool complete() const = 0;
+};
+
+// A request that cannot be sent (bad field for this provider): 400 to the client.
+class RequestError : public std::runtime_error {
+ public:
+  RequestError(std::string param, const std::string& message)
+      : std::runtime_error(message), param_(std::move(param)) {}
+  const std::string& param() const { return param_; }
+
+ private:
+  std::string param_;
+};
+
+class Adapter {
+ public:
+  virtual ~Adapter() = default;
+
+  // Providers answered in-process (mock) never go upstream: the server calls
+  // answer() / answer_stream() instead of build_request().
+  virtual bool local() const { return false; }
+  virtual Reply answer(const InboundRequest&, const routing::Route&) const { return {}; }
+  virtual std::vector<std::string> answer_stream(const InboundRequest&, const routing::Route&,
+                                                 Usage&) const {
+    return {};
+  }
+
+  // Throws RequestError for requests the provider cannot take.
+  virtual UpstreamRequest build_request(const InboundRequest& in,
+                                        const routing::Route& route) const = 0;
+  // A complete (non-streamed) upstream reply → the client's reply.
+  virtual Reply translate_reply(const InboundRequest& in, int status,
+                                std::string body) const = 0;
+  virtual std::unique_ptr<StreamTranslator> stream_translator(const InboundRequest& in) const = 0;
+};
+
+// Null for provider types this build cannot translate yet.
+const Adapter* adapter_for(Provider provider);
+
+}  // namespace llmproxy::providers

@@ -1,0 +1,41 @@
+// What every worker thread of `serve` shares. Everything here is safe to use
+// from any thread without blocking on I/O.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <string>
+
+#include "lib/config/snapshot.h"
+#include "lib/limits/limiter.h"
+#include "lib/usage/usage_sink.h"
+
+namespace llmproxy::server {
+
+struct ServerOptions {
+  std::string listen = "0.0.0.0:8080";
+  int threads = 0;  // 0: one per core
+  std::string master_key;
+  std::size_t max_body_bytes = 10 * 1024 * 1024;
+  std::chrono::seconds grace{30};                 // drain time after SIGTERM
+  std::chrono::seconds client_read_timeout{60};   // a request must arrive within this
+  std::chrono::milliseconds reload_interval{500}; // config version polling
+};
+
+struct Context {
+  explicit Context(config::SnapshotPtr initial, usage::UsageSink& sink, ServerOptions opts)
+      : options(std::move(opts)), snapshot(std::move(initial)), usage(sink) {}
+
+  const ServerOptions options;
+  config::SnapshotHolder snapshot;
+  limits::Limiter limiter;
+  usage::UsageSink& usage;
+  std::string storage_backend;
+
+  std::atomic<bool> draining{false};
+  std::atomic<int> in_flight{0};
+  std::atomic<bool> storage_ok{true};
+};
+
+}  // namespace llmproxy::server

@@ -1,0 +1,33 @@
+#include "lib/server/respond.h"
+
+#include "lib/util/json_scan.h"
+
+namespace llmproxy::server {
+
+std::string error_body(std::string_view message, std::string_view type,
+                       std::optional<std::string_view> code,
+                       std::optional<std::string_view> param) {
+  auto str_or_null = [](const std::optional<std::string_view>& v) {
+    return v ? json_scan::encode_string(*v) : std::string("null");
+  };
+  return "{\"error\":{\"message\":" + json_scan::encode_string(message) +
+         ",\"type\":" + json_scan::encode_string(type) + ",\"param\":" + str_or_null(param) +
+         ",\"code\":" + str_or_null(code) + "}}";
+}
+
+Response json_response(http::status status, std::string body, bool keep_alive) {
+  Response res{status, 11};
+  res.set(http::field::content_type, "application/json");
+  res.body() = std::move(body);
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  return res;
+}
+
+Response error_response(http::status status, std::string_view message, std::string_view type,
+                        std::optional<std::string_view> code, bool keep_alive,
+                        std::optional<std::string_view> param) {
+  return json_response(status, error_body(message, type, code, param), keep_alive);
+}
+
+}  // namespace llmproxy::server

@@ -1,0 +1,227 @@
+#include "lib/server/server.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include "lib/domain/error.h"
+#include "lib/domain/time.h"
+#include "lib/server/session.h"
+#include "lib/upstream/client.h"
+
+namespace llmproxy::server {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+using tcp = net::ip::tcp;
+
+tcp::endpoint parse_listen(const std::string& listen) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) throw invalid("--listen must be HOST:PORT, not '" + listen + "'");
+  std::string host = listen.substr(0, colon);
+  std::string port = listen.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  if (host.empty()) host = "0.0.0.0";
+  unsigned long p = 0;
+  try {
+    std::size_t used = 0;
+    p = std::stoul(port, &used);
+    if (used != port.size() || p > 65535) throw std::out_of_range("port");
+  } catch (const std::exception&) {
+    throw invalid("--listen port '" + port + "' is not a port number");
+  }
+  beast::error_code ec;
+  auto addr = net::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
+  if (ec) throw invalid("--listen host '" + host + "' is not an IP address");
+  return {addr, static_cast<unsigned short>(p)};
+}
+
+// One event loop, its acceptor and its upstream pool.
+struct Worker {
+  Worker(Context& ctx, net::ssl::context& tls) : ctx(ctx), pool(ioc, tls) {}
+
+  void listen(const tcp::endpoint& ep) {
+    acceptor.open(ep.protocol());
+    acceptor.set_option(net::socket_base::reuse_address(true));
+    int one = 1;
+    ::setsockopt(acceptor.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    beast::error_code ec;
+    acceptor.bind(ep, ec);
+    if (ec)
+      throw Error(ErrorKind::kStorage, "cannot listen on " + ep.address().to_string() + ":" +
+                                           std::to_string(ep.port()) + ": " + ec.message());
+    acceptor.listen(net::socket_base::max_listen_connections);
+  }
+
+  net::awaitable<void> accept_loop() {
+    for (;;) {
+      beast::error_code ec;
+      tcp::socket socket = co_await acceptor.async_accept(net::redirect_error(net::use_awaitable, ec));
+      if (ec) {
+        if (!acceptor.is_open()) co_return;
+        continue;  // e.g. EMFILE: keep serving the connections we have
+      }
+      net::co_spawn(ioc, run_session(std::move(socket), ctx, pool), net::detached);
+    }
+  }
+
+  Context& ctx;
+  net::io_context ioc{1};
+  tcp::acceptor acceptor{ioc};
+  upstream::Pool pool;
+  std::thread thread;
+};
+
+// Rebuilds the token windows' spent counts from usage records, so a restart
+// does not hand out a fresh budget.
+void seed_token_windows(storage::Store& store, const config::Snapshot& snap,
+                        limits::Limiter& limiter) {
+  TimeMs now = now_ms();
+  std::map<TokenWindow, std::map<std::string, std::int64_t>> spent_by_window;
+  for (const Assignment& a : snap.data().assignments) {
+    if (!a.limits.token_limit) continue;
+    auto& spent = spent_by_window[a.limits.token_window];
+    if (spent.empty()) {
+      storage::UsageQuery q;
+      TimeMs start = limits::window_bounds(a.limits.token_window, now).first;
+      if (a.limits.token_window != TokenWindow::kTotal) q.since = start;
+      for (const auto& g : store.aggregate_usage(q, storage::UsageGroupBy::kAssignment))
+        spent[g.group] = g.prompt_tokens + g.completion_tokens;
+      spent[""] = 0;  // marks the window as loaded
+    }
+    auto it = spent.find(std::to_string(a.id));
+    limiter.seed(a, it == spent.end() ? 0 : it->second, now);
+  }
+}
+
+// Polls the config version and swaps in a new snapshot when it moves.
+class Watcher {
+ public:
+  Watcher(storage::Store& store, Context& ctx, std::int64_t version)
+      : store_(store), ctx_(ctx), version_(version) {}
+  ~Watcher() { stop(); }
+
+  void start() {
+    thread_ = std::thread([this] { run(); });
+  }
+  void stop() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, ctx_.options.reload_interval, [&] { return stopping_; })) {
+      lock.unlock();
+      poll();
+      lock.lock();
+    }
+  }
+
+  void poll() {
+    try {
+      std::int64_t v = store_.config_version();
+      if (!ctx_.storage_ok.exchange(true)) std::cerr << "llm-proxy: storage reachable again\n";
+      if (v == version_) return;
+      ConfigData data = store_.load_config();
+      version_ = data.version;
+      ctx_.snapshot.set(std::make_shared<const config::Snapshot>(std::move(data)));
+    } catch (const std::exception& e) {
+      if (ctx_.storage_ok.exchange(false))
+        std::cerr << "llm-proxy: storage unreachable, serving the last config: " << e.what()
+                  << "\n";
+    }
+  }
+
+  storage::Store& store_;
+  Context& ctx_;
+  std::int64_t version_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+int serve(const storage::Location& where, const ServerOptions& options) {
+  // Separate store handles: the watcher's polls never wait behind a usage batch.
+  auto config_store = storage::open_store(where);
+  auto usage_store = storage::open_store(where);
+  ConfigData data = config_store->load_config();
+  std::int64_t version = data.version;
+  auto snapshot = std::make_shared<const config::Snapshot>(std::move(data));
+
+  usage::UsageSink sink(*usage_store, {});
+  Context ctx(snapshot, sink, options);
+  ctx.storage_backend = std::string(config_store->backend());
+  seed_token_windows(*config_store, *snapshot, ctx.limiter);
+
+  int threads = options.threads > 0 ? options.threads
+                                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  auto tls = upstream::make_tls_context();
+  std::vector<std::unique_ptr<Worker>> workers;
+  tcp::endpoint ep = parse_listen(options.listen);
+  for (int i = 0; i < threads; ++i) {
+    workers.push_back(std::make_unique<Worker>(ctx, *tls));
+    workers.back()->listen(ep);
+    // With port 0 the first bind picks the port; the others share it.
+    if (i == 0) ep.port(workers[0]->acceptor.local_endpoint().port());
+  }
+
+  sink.start();
+  Watcher watcher(*config_store, ctx, version);
+  watcher.start();
+  for (auto& w : workers) {
+    net::co_spawn(w->ioc, w->accept_loop(), net::detached);
+    w->thread = std::thread([&w] { w->ioc.run(); });
+  }
+
+  const auto& d = snapshot->data();
+  std::cerr << "llm-proxy: listening on " << ep.address().to_string() << ":" << ep.port()
+            << " storage=" << config_store->describe() << " connections=" << d.connections.size()
+            << " models=" << d.models.size() << " keys=" << d.vkeys.size()
+            << " threads=" << threads << std::endl;
+
+  // Wait for SIGTERM/SIGINT on this thread.
+  net::io_context signals_ioc;
+  net::signal_set signals(signals_ioc, SIGINT, SIGTERM);
+  signals.async_wait([](const beast::error_code&, int) {});
+  signals_ioc.run();
+
+  // Drain: stop accepting, let in-flight requests (streams included) finish.
+  ctx.draining = true;
+  for (auto& w : workers) net::post(w->ioc, [&w] { w->acceptor.close(); });
+  auto deadline = std::chrono::steady_clock::now() + options.grace;
+  while (ctx.in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  int abandoned = ctx.in_flight.load();
+  for (auto& w : workers) w->ioc.stop();
+  for (auto& w : workers) w->thread.join();
+  // Destroying the loops ends the requests cut at the grace period; each
+  // still leaves its usage record (status 499) before the sink flushes.
+  workers.clear();
+  watcher.stop();
+  sink.stop();
+  std::cerr << "llm-proxy: stopped (" << sink.written() << " usage records written"
+            << (abandoned ? ", " + std::to_string(abandoned) + " requests cut at the grace period"
+                          : std::string())
+            << ")" << std::endl;
+  return 0;
+}
+
+}  // namespace llmproxy::server

@@ -1,0 +1,635 @@
+// The data plane's request path:
+//   read request → authenticate → parse/validate → route → admit (limits)
+//   → adapter → upstream (or in-process mock) → reply / stream → usage record
+// Nothing here touches storage or blocks; config comes from the snapshot.
+#include "lib/server/session.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <random>
+
+#include "lib/auth/authenticate.h"
+#include "lib/crypto/hash.h"
+#include "lib/domain/time.h"
+#include "lib/providers/provider.h"
+#include "lib/routing/route.h"
+#include "lib/server/respond.h"
+#include "lib/util/json_scan.h"
+
+namespace llmproxy::server {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+using net::redirect_error;
+using net::use_awaitable;
+using Request = http::request<http::string_body>;
+using Clock = std::chrono::steady_clock;
+using providers::Endpoint;
+
+// The client side of a session.
+struct Client {
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;
+  Context& ctx;
+  upstream::Pool& pool;
+};
+
+std::string_view header(const Request& req, std::string_view name) {
+  auto it = req.find(beast::string_view(name.data(), name.size()));
+  if (it == req.end()) return {};
+  return {it->value().data(), it->value().size()};
+}
+
+// The client's x-request-id if it is sane, else a fresh random one.
+std::string request_id_for(const Request& req) {
+  std::string_view given = header(req, "x-request-id");
+  if (!given.empty() && given.size() <= 128 &&
+      std::all_of(given.begin(), given.end(), [](unsigned char c) { return c > 32 && c < 127; })) {
+    return std::string(given);
+  }
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "req_%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+// One proxied request: what it was, where it went, and its usage record.
+struct Call {
+  Client& client;
+  const Request& req;
+  Endpoint endpoint;
+  Clock::time_point start = Clock::now();
+  std::string request_id;
+  bool keep_alive = true;
+  config::SnapshotPtr snapshot;
+  auth::Principal who;
+  routing::Route route;
+  limits::Decision limits;
+  std::optional<double> ttft_ms;
+  UsageRecord record;
+  bool recorded = false;
+
+  Context& ctx() { return client.ctx; }
+
+  Call(Client& c, const Request& r, Endpoint e) : client(c), req(r), endpoint(e) {}
+  Call(const Call&) = delete;
+  // A request cut short (shutdown past the grace period) is still recorded.
+  ~Call() {
+    if (!recorded) finish(499, {});
+  }
+
+  template <class Fields>
+  void decorate(Fields& h) {
+    h.set("x-request-id", request_id);
+    add_rate_limit_headers(h, limits);
+  }
+
+  // Queues the usage record and charges the tokens to the token window.
+  void finish(int status, const providers::Usage& usage) {
+    if (recorded || (!who.key && !who.master)) return;
+    recorded = true;
+    record.ts = now_ms() - static_cast<TimeMs>(ms_since(start));
+    record.request_id = request_id;
+    record.status = status;
+    record.latency_ms = ms_since(start);
+    record.ttft_ms = ttft_ms;
+    record.prompt_tokens = usage.prompt_tokens;
+    record.completion_tokens = usage.completion_tokens;
+    record.cost = usage::cost_of(route.model, usage.prompt_tokens, usage.completion_tokens);
+    if (route.assignment) {
+      ctx().limiter.charge(*route.assignment, usage.prompt_tokens + usage.completion_tokens,
+                           now_ms());
+    }
+    ctx().usage.submit(std::move(record));
+  }
+};
+
+net::awaitable<void> write(Client& c, Response& res) {
+  beast::error_code ec;
+  c.stream.expires_after(c.ctx.options.client_read_timeout);
+  co_await http::async_write(c.stream, res, redirect_error(use_awaitable, ec));
+  c.stream.expires_never();
+}
+
+// Sends a finished reply and records it.
+net::awaitable<void> reply(Call& call, Response res, const providers::Usage& usage = {}) {
+  call.decorate(res);
+  res.keep_alive(call.keep_alive);
+  int status = res.result_int();
+  call.finish(status, usage);
+  co_await write(call.client, res);
+}
+
+net::awaitable<void> reply_error(Call& call, http::status status, std::string_view message,
+                                 std::string_view type, std::optional<std::string_view> code,
+                                 std::optional<std::string_view> param = std::nullopt) {
+  co_await reply(call, error_response(status, message, type, code, call.keep_alive, param));
+}
+
+// Watches the client socket while the upstream works: a client that goes away
+// cancels the upstream exchange at once instead of at the next write.
+class ClientWatch {
+ public:
+  ClientWatch(Client& c, upstream::Exchange& ex)
+      : c_(c), ex_(ex), finished_(c.stream.get_executor()) {
+    finished_.expires_at(Clock::time_point::max());
+    net::co_spawn(c.stream.get_executor(), run(), net::detached);
+  }
+
+  // Stops watching; returns once the watcher is idle again.
+  net::awaitable<void> stop() {
+    if (!running_) co_return;
+    stopping_ = true;
+    beast::error_code ec;
+    c_.stream.socket().cancel(ec);
+    if (running_) co_await finished_.async_wait(redirect_error(use_awaitable, ec));
+  }
+
+  bool client_gone() const { return gone_; }
+
+ private:
+  net::awaitable<void> run() {
+    beast::error_code ec;
+    std::size_t n = co_await c_.stream.async_read_some(c_.buffer.prepare(1024),
+                                                       redirect_error(use_awaitable, ec));
+    c_.buffer.commit(n);  // a pipelined request is kept for the session loop
+    if (ec && !stopping_) {
+      gone_ = true;
+      ex_.cancel();
+    }
+    running_ = false;
+    finished_.cancel();
+  }
+
+  Client& c_;
+  upstream::Exchange& ex_;
+  net::steady_timer finished_;
+  bool running_ = true;
+  bool stopping_ = false;
+  bool gone_ = false;
+};
+
+// Starts a chunked text/event-stream reply.
+net::awaitable<bool> begin_stream(Call& call, int status) {
+  http::response<http::empty_body> res{static_cast<http::status>(status), 11};
+  res.set(http::field::content_type, "text/event-stream");
+  res.set(http::field::cache_control, "no-cache");
+  res.keep_alive(call.keep_alive);
+  res.chunked(true);
+  call.decorate(res);
+  http::response_serializer<http::empty_body> sr{res};
+  beast::error_code ec;
+  call.client.stream.expires_after(call.ctx().options.client_read_timeout);
+  co_await http::async_write_header(call.client.stream, sr, redirect_error(use_awaitable, ec));
+  co_return !ec;
+}
+
+net::awaitable<bool> send_chunk(Call& call, std::string_view data) {
+  if (data.empty()) co_return true;
+  beast::error_code ec;
+  call.client.stream.expires_after(call.ctx().options.client_read_timeout);
+  co_await net::async_write(call.client.stream, http::make_chunk(net::buffer(data)),
+                            redirect_error(use_awaitable, ec));
+  co_return !ec;
+}
+
+net::awaitable<bool> end_stream(Call& call) {
+  beast::error_code ec;
+  co_await net::async_write(call.client.stream, http::make_chunk_last(),
+                            redirect_error(use_awaitable, ec));
+  call.client.stream.expires_never();
+  co_return !ec;
+}
+
+// The mock provider answers in-process.
+net::awaitable<void> answer_locally(Call& call, const providers::Adapter& adapter,
+                                    const providers::InboundRequest& in) {
+  if (!in.stream_requested || in.endpoint == Endpoint::kEmbeddings) {
+    providers::Reply r = adapter.answer(in, call.route);
+    call.ttft_ms = ms_since(call.start);
+    co_await reply(call, json_response(static_cast<http::status>(r.status), std::move(r.body),
+                                       call.keep_alive),
+                   r.usage);
+    co_return;
+  }
+  providers::Usage usage;
+  std::vector<std::string> events = adapter.answer_stream(in, call.route, usage);
+  bool ok = co_await begin_stream(call, 200);
+  call.ttft_ms = ms_since(call.start);
+  for (const std::string& ev : events) {
+    if (!ok) break;
+    ok = co_await send_chunk(call, ev);
+  }
+  if (ok) ok = co_await end_stream(call);
+  if (!ok) call.keep_alive = false;
+  call.finish(ok ? 200 : 499, usage);
+}
+
+// An upstream's non-2xx reply, in OpenAI's error shape with a faithful status.
+Response upstream_error(Call& call, int status, std::string body) {
+  const std::string& conn = call.route.connection->name;
+  if (status == 401 || status == 403) {
+    // The provider refused the connection's own credentials: never let the
+    // client mistake that for its virtual key being refused.
+    return error_response(http::status::bad_gateway,
+                          "the provider refused the credentials of connection '" + conn +
+                              "' (HTTP " + std::to_string(status) + ")",
+                          "upstream_auth_error", "upstream_auth_error", call.keep_alive);
+  }
+  static constexpr std::string_view kKeys[] = {"error"};
+  json_scan::Span span[1];
+  std::string err;
+  bool openai_shaped = json_scan::scan(body, kKeys, span, err) && span[0].found &&
+                       span[0].in(body).starts_with("{");
+  if (openai_shaped) {
+    return json_response(static_cast<http::status>(status), std::move(body), call.keep_alive);
+  }
+  std::string excerpt = body.substr(0, 200);
+  return error_response(static_cast<http::status>(status),
+                        "connection '" + conn + "' returned HTTP " + std::to_string(status) +
+                            (excerpt.empty() ? "" : ": " + excerpt),
+                        "upstream_error", std::to_string(status), call.keep_alive);
+}
+
+net::awaitable<void> upstream_failed(Call& call, upstream::Failure f, const std::string& detail,
+                                     const providers::Usage& usage = {}) {
+  const std::string& conn = call.route.connection->name;
+  if (f == upstream::Failure::kCancelled) {  // the client went away
+    call.keep_alive = false;
+    call.finish(499, usage);
+    co_return;
+  }
+  if (f == upstream::Failure::kTimeout) {
+    co_await reply(call,
+                   error_response(http::status::gateway_timeout,
+                                  "connection '" + conn + "' did not answer within its timeout",
+                                  "upstream_timeout", "upstream_timeout", call.keep_alive),
+                   usage);
+    co_return;
+  }
+  co_await reply(call,
+                 error_response(http::status::bad_gateway,
+                                "connection '" + conn + "' failed: " + detail, "upstream_error",
+                                "upstream_unavailable", call.keep_alive),
+                 usage);
+}
+
+// Relays an upstream SSE stream chunk by chunk as it arrives.
+net::awaitable<void> relay_stream(Call& call, const providers::Adapter& adapter,
+                                  const providers::InboundRequest& in, upstream::Exchange& ex,
+                                  ClientWatch& watch) {
+  auto translator = adapter.stream_translator(in);
+  bool client_ok = co_await begin_stream(call, ex.status());
+  std::string piece, out;
+  upstream::Failure f = upstream::Failure::kNone;
+  while (client_ok && !ex.done()) {
+    piece.clear();
+    f = co_await ex.read_some(piece);
+    if (!piece.empty() && !call.ttft_ms) call.ttft_ms = ms_since(call.start);
+    out.clear();
+    translator->feed(piece, out);
+    if (f != upstream::Failure::kNone) break;
+    client_ok = co_await send_chunk(call, out);
+  }
+  if (f == upstream::Failure::kNone && client_ok) {
+    out.clear();
+    translator->finish(out);
+    client_ok = co_await send_chunk(call, out);
+  }
+  co_await watch.stop();
+  const providers::Usage& usage = translator->usage();
+  if (!client_ok || watch.client_gone() || f == upstream::Failure::kCancelled) {
+    ex.cancel();
+    call.keep_alive = false;
+    call.finish(499, usage);  // abandoned by the client: never billed as complete
+    co_return;
+  }
+  if (f != upstream::Failure::kNone || !translator->complete()) {
+    // The upstream broke the stream: tell the client in-band, then end it.
+    std::string event = "data: " +
+                        error_body("connection '" + call.route.connection->name +
+                                       "' broke the stream: " +
+                                       (f != upstream::Failure::kNone ? ex.error() : "ended early"),
+                                   "upstream_error", "upstream_stream_broken") +
+                        "\n\n";
+    co_await send_chunk(call, event);
+    co_await end_stream(call);
+    call.keep_alive = false;
+    call.finish(502, usage);
+    co_return;
+  }
+  ex.finish();
+  if (!co_await end_stream(call)) call.keep_alive = false;
+  call.finish(200, usage);
+}
+
+net::awaitable<void> forward(Call& call, const providers::Adapter& adapter,
+                             const providers::InboundRequest& in) {
+  providers::UpstreamRequest up;
+  std::optional<providers::RequestError> refused;
+  try {
+    up = adapter.build_request(in, call.route);
+  } catch (const providers::RequestError& e) {
+    refused = e;  // no co_await inside a handler
+  }
+  if (refused) {
+    co_await reply_error(call, http::status::bad_request, refused->what(),
+                         "invalid_request_error", "unsupported_parameter", refused->param());
+    co_return;
+  }
+  upstream::Exchange ex(call.client.pool);
+  ClientWatch watch(call.client, ex);
+  auto timeout = std::chrono::milliseconds(call.route.connection->timeout_ms);
+  upstream::Failure f = co_await ex.start(up, timeout);
+  if (f != upstream::Failure::kNone) {
+    co_await watch.stop();
+    co_await upstream_failed(call, watch.client_gone() ? upstream::Failure::kCancelled : f,
+                             ex.error());
+    co_return;
+  }
+  int status = ex.status();
+  bool sse = status < 300 && ex.header(http::field::content_type).starts_with("text/event-stream");
+  if (sse) {
+    co_await relay_stream(call, adapter, in, ex, watch);
+    co_return;
+  }
+  std::string body;
+  f = co_await ex.read_all(body);
+  if (!call.ttft_ms) call.ttft_ms = ms_since(call.start);
+  co_await watch.stop();
+  if (f != upstream::Failure::kNone) {
+    co_await upstream_failed(call, watch.client_gone() ? upstream::Failure::kCancelled : f,
+                             ex.error());
+    co_return;
+  }
+  ex.finish();
+  if (status >= 300) {
+    co_await reply(call, upstream_error(call, status, std::move(body)));
+    co_return;
+  }
+  providers::Reply r = adapter.translate_reply(in, status, std::move(body));
+  Response res = json_response(static_cast<http::status>(r.status), std::move(r.body),
+                               call.keep_alive);
+  res.set(http::field::content_type, r.content_type);
+  co_await reply(call, std::move(res), r.usage);
+}
+
+// Checks the body and fills the request's field spans; replies 400 if bad.
+net::awaitable<bool> parse_body(Call& call, providers::InboundRequest& in,
+                                std::string& model) {
+  static constexpr std::string_view kKeys[] = {"model",    "stream", "stream_options",
+                                               "messages", "prompt", "input"};
+  json_scan::Span spans[6];
+  std::string error;
+  bool is_object = false;
+  if (!json_scan::scan(call.req.body(), kKeys, spans, error, &is_object) || !is_object) {
+    std::string msg = is_object || !error.empty()
+                          ? "the request body is not valid JSON: " + error
+                          : std::string("the request body must be a JSON object");
+    co_await reply_error(call, http::status::bad_request, msg, "invalid_request_error",
+                         "invalid_json");
+    co_return false;
+  }
+  in.body = call.req.body();
+  in.model = spans[0];
+  in.stream = spans[1];
+  in.stream_options = spans[2];
+  in.stream_requested = spans[1].found && json_scan::is_true(spans[1].in(in.body));
+  if (!spans[0].found || !json_scan::decode_string(spans[0].in(in.body), model) || model.empty()) {
+    co_await reply_error(call, http::status::bad_request,
+                         "you must provide a model parameter (a non-empty string)",
+                         "invalid_request_error", "missing_required_parameter", "model");
+    co_return false;
+  }
+  const char* required = call.endpoint == Endpoint::kChat          ? "messages"
+                         : call.endpoint == Endpoint::kCompletions ? "prompt"
+                                                                   : "input";
+  const json_scan::Span& field = call.endpoint == Endpoint::kChat          ? spans[3]
+                                 : call.endpoint == Endpoint::kCompletions ? spans[4]
+                                                                           : spans[5];
+  bool ok = field.found && field.in(in.body) != "null";
+  if (ok && call.endpoint == Endpoint::kChat) ok = field.in(in.body).starts_with("[");
+  if (!ok) {
+    co_await reply_error(call, http::status::bad_request,
+                         std::string("you must provide '") + required +
+                             (call.endpoint == Endpoint::kChat ? "' (an array of messages)" : "'"),
+                         "invalid_request_error", "missing_required_parameter", required);
+    co_return false;
+  }
+  co_return true;
+}
+
+const char* auth_message(auth::AuthStatus s) {
+  switch (s) {
+    case auth::AuthStatus::kMissing:
+      return "no API key provided: send it as 'Authorization: Bearer <key>'";
+    case auth::AuthStatus::kDisabled: return "this API key has been disabled";
+    case auth::AuthStatus::kExpired: return "this API key has expired";
+    default: return "incorrect API key provided";
+  }
+}
+
+// Authenticates; replies 401 and returns false when the key is not good.
+net::awaitable<bool> authenticate(Call& call) {
+  const Request& req = call.req;
+  std::string_view key = auth::extract_key(header(req, "authorization"), header(req, "x-api-key"),
+                                           header(req, "api-key"));
+  auto result =
+      auth::authenticate(*call.snapshot, key, call.ctx().options.master_key, now_ms());
+  if (result.status != auth::AuthStatus::kOk) {
+    co_await reply_error(call, http::status::unauthorized, auth_message(result.status),
+                         "invalid_request_error", "invalid_api_key");
+    co_return false;
+  }
+  call.who = result.principal;
+  if (call.who.key) {
+    call.record.vkey_id = call.who.key->vkey.id;
+    call.record.vkey_name = call.who.key->vkey.name;
+  } else {
+    call.record.vkey_name = "master";
+  }
+  co_return true;
+}
+
+net::awaitable<void> proxy(Call& call) {
+  if (!co_await authenticate(call)) co_return;
+  providers::InboundRequest in;
+  in.endpoint = call.endpoint;
+  in.request_id = call.request_id;
+  std::string model;
+  if (!co_await parse_body(call, in, model)) co_return;
+  call.record.model = model;
+
+  routing::RouteResult routed = routing::resolve(*call.snapshot, call.who, model);
+  if (routed.status == routing::RouteStatus::kNotFound) {
+    co_await reply_error(call, http::status::not_found,
+                         "the model '" + model + "' does not exist", "invalid_request_error",
+                         "model_not_found", "model");
+    co_return;
+  }
+  call.route = routed.route;
+  call.record.conn_id = call.route.connection->id;
+  call.record.conn_name = call.route.connection->name;
+  if (routed.status == routing::RouteStatus::kForbidden) {
+    co_await reply_error(call, http::status::forbidden,
+                         "this key is not allowed to use the model '" + model + "'",
+                         "permission_error", "model_not_allowed", "model");
+    co_return;
+  }
+  if (call.route.assignment) {
+    call.record.assignment_id = call.route.assignment->id;
+    call.limits = call.ctx().limiter.admit(*call.route.assignment, now_ms());
+    if (!call.limits.allowed()) {
+      bool tokens = call.limits.refusal == limits::Refusal::kTokens;
+      const char* type = tokens ? "tokens_exceeded" : "rate_limit_exceeded";
+      co_await reply_error(call, http::status::too_many_requests, call.limits.message, type, type);
+      co_return;
+    }
+  }
+  const providers::Adapter* adapter = providers::adapter_for(call.route.connection->provider);
+  if (!adapter) {
+    co_await reply_error(call, http::status::not_implemented,
+                         "connections of provider type '" +
+                             std::string(to_string(call.route.connection->provider)) +
+                             "' are not supported by this build yet",
+                         "invalid_request_error", "provider_not_supported");
+    co_return;
+  }
+  if (adapter->local()) co_await answer_locally(call, *adapter, in);
+  else co_await forward(call, *adapter, in);
+}
+
+Response list_models(Call& call) {
+  std::string data = "[";
+  for (const config::ModelEntry& m : routing::visible_models(*call.snapshot, call.who)) {
+    if (data.size() > 1) data += ",";
+    data += "{\"id\":" + json_scan::encode_string(m.model->name) +
+            ",\"object\":\"model\",\"created\":" + std::to_string(m.model->created_at / 1000) +
+            ",\"owned_by\":" + json_scan::encode_string(m.connection->name) + "}";
+  }
+  data += "]";
+  Response res =
+      json_response(http::status::ok, "{\"object\":\"list\",\"data\":" + data + "}", call.keep_alive);
+  res.set("x-request-id", call.request_id);
+  return res;
+}
+
+Response health(Context& ctx, bool keep_alive) {
+  bool storage = ctx.storage_ok.load();
+  auto snap = ctx.snapshot.get();
+  std::string body = std::string("{\"status\":\"") + (storage ? "ok" : "degraded") +
+                     "\",\"storage\":\"" + (storage ? "reachable" : "unreachable") +
+                     "\",\"backend\":\"" + ctx.storage_backend +
+                     "\",\"config_version\":" + std::to_string(snap->version()) +
+                     ",\"usage_queue\":" + std::to_string(ctx.usage.queued()) + "}";
+  return json_response(http::status::ok, std::move(body), keep_alive);
+}
+
+// Returns whether the connection may serve another request.
+net::awaitable<bool> dispatch(Client& c, const Request& req) {
+  std::string_view target(req.target().data(), req.target().size());
+  std::string_view path = target.substr(0, target.find('?'));
+  if (path.starts_with("/v1/")) path.remove_prefix(3);
+  bool keep_alive = req.keep_alive() && !c.ctx.draining.load();
+
+  Call call{c, req, Endpoint::kChat};
+  call.request_id = request_id_for(req);
+  call.keep_alive = keep_alive;
+  call.snapshot = c.ctx.snapshot.get();
+
+  auto only = [&](http::verb verb) { return req.method() == verb; };
+  if (path == "/health" || path == "/healthz") {
+    Response res = health(c.ctx, keep_alive);
+    co_await write(c, res);
+  } else if (path == "/models" && only(http::verb::get)) {
+    call.recorded = true;  // listing models is not a proxied request
+    if (co_await authenticate(call)) {
+      Response res = list_models(call);
+      co_await write(c, res);
+    }
+  } else if (path == "/chat/completions" || path == "/completions" || path == "/embeddings") {
+    if (!only(http::verb::post)) {
+      Response res = error_response(http::status::method_not_allowed,
+                                    "use POST for " + std::string(path), "invalid_request_error",
+                                    "method_not_allowed", keep_alive);
+      co_await write(c, res);
+      co_return keep_alive;
+    }
+    call.endpoint = path == "/chat/completions" ? Endpoint::kChat
+                    : path == "/completions"    ? Endpoint::kCompletions
+                                                : Endpoint::kEmbeddings;
+    co_await proxy(call);
+  } else {
+    Response res = error_response(
+        http::status::not_found,
+        "unknown request URL: " + std::string(req.method_string()) + " " + std::string(path),
+        "invalid_request_error", "unknown_url", keep_alive);
+    co_await write(c, res);
+  }
+  co_return call.keep_alive;
+}
+
+}  // namespace
+
+net::awaitable<void> run_session(net::ip::tcp::socket socket, Context& ctx,
+                                 upstream::Pool& pool) {
+  beast::error_code ec;
+  socket.set_option(net::ip::tcp::no_delay(true), ec);
+  Client c{beast::tcp_stream(std::move(socket)), {}, ctx, pool};
+  net::steady_timer deadline(c.stream.get_executor());
+
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(ctx.options.max_body_bytes);
+    parser.header_limit(64 * 1024);
+
+    // A request must arrive within the read timeout; a client that sent part
+    // of one gets a 408, an idle keep-alive connection is simply closed.
+    bool timed_out = false;
+    deadline.expires_after(ctx.options.client_read_timeout);
+    deadline.async_wait([&](beast::error_code e) {
+      if (e) return;
+      timed_out = true;
+      beast::error_code ignore;
+      c.stream.socket().cancel(ignore);
+    });
+    co_await http::async_read(c.stream, c.buffer, parser, redirect_error(use_awaitable, ec));
+    deadline.cancel();
+
+    if (ec == http::error::body_limit) {
+      Response res = error_response(
+          http::status::payload_too_large,
+          "the request body exceeds the limit of " + std::to_string(ctx.options.max_body_bytes) +
+              " bytes",
+          "invalid_request_error", "request_too_large", false);
+      co_await write(c, res);
+      break;
+    }
+    if (timed_out && parser.got_some()) {
+      Response res = error_response(http::status::request_timeout,
+                                    "the request was not received in time",
+                                    "invalid_request_error", "request_timeout", false);
+      co_await write(c, res);
+      break;
+    }
+    if (ec) break;  // closed, malformed HTTP, or idle timeout
+
+    ctx.in_flight.fetch_add(1);
+    Request req = parser.release();
+    bool again = co_await dispatch(c, req);
+    ctx.in_flight.fetch_sub(1);
+    if (!again || ctx.draining.load() || !c.stream.socket().is_open()) break;
+  }
+  c.stream.socket().shutdown(net::ip::tcp::socket::shutdown_send, ec);
+  c.stream.close();
+}
+
+}  // namespace llmproxy::server

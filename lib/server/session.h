@@ -1,0 +1,19 @@
+// One client connection: reads requests, dispatches them, writes replies.
+#pragma once
+
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "lib/server/context.h"
+#include "lib/upstream/client.h"
+
+namespace llmproxy::server {
+
+// Serves HTTP/1.1 keep-alive requests on `socket` until the client closes,
+// an error occurs, or the server drains.
+boost::asio::awaitable<void> run_session(boost::asio::ip::tcp::socket socket, Context& ctx,
+                                         upstream::Pool& pool);
+
+}  // namespace llmproxy::server

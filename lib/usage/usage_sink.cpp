@@ -1,0 +1,114 @@
+#include "lib/usage/usage_sink.h"
+
+#include <iostream>
+
+namespace llmproxy::usage {
+
+double cost_of(const ProviderModel* model, std::int64_t prompt_tokens,
+               std::int64_t completion_tokens) {
+  if (!model) return 0;
+  return (static_cast<double>(prompt_tokens) * model->input_price.value_or(0) +
+          static_cast<double>(completion_tokens) * model->output_price.value_or(0)) /
+         1e6;
+}
+
+UsageSink::UsageSink(storage::Store& store, Options options) : store_(store), options_(options) {}
+
+UsageSink::~UsageSink() { stop(); }
+
+void UsageSink::start() { thread_ = std::thread([this] { run(); }); }
+
+void UsageSink::submit(UsageRecord record) {
+  bool full_batch;
+  {
+    std::lock_guard lock(mu_);
+    if (queue_.size() >= options_.max_queued) {
+      queue_.pop_front();
+      ++dropped_;
+    }
+    queue_.push_back(std::move(record));
+    full_batch = queue_.size() >= options_.batch_size;
+  }
+  if (full_batch) cv_.notify_one();
+}
+
+std::size_t UsageSink::queued() const {
+  std::lock_guard lock(mu_);
+  return queue_.size();
+}
+
+bool UsageSink::write_batch(std::vector<UsageRecord>& batch) {
+  try {
+    store_.insert_usage(batch);
+    written_ += batch.size();
+    if (!healthy_.exchange(true)) std::cerr << "llm-proxy: usage storage is back\n";
+    return true;
+  } catch (const std::exception& e) {
+    if (healthy_.exchange(false))
+      std::cerr << "llm-proxy: cannot store usage records, keeping them in memory: " << e.what()
+                << "\n";
+    return false;
+  }
+}
+
+void UsageSink::run() {
+  auto backoff = options_.flush_interval;
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait_for(lock, backoff, [&] { return stopping_ || queue_.size() >= options_.batch_size; });
+    if (queue_.empty()) {
+      if (stopping_) return;
+      continue;
+    }
+    std::size_t n = std::min(queue_.size(), options_.batch_size * 4);
+    std::vector<UsageRecord> batch(std::make_move_iterator(queue_.begin()),
+                                   std::make_move_iterator(queue_.begin() + static_cast<long>(n)));
+    queue_.erase(queue_.begin(), queue_.begin() + static_cast<long>(n));
+    lock.unlock();
+    bool ok = write_batch(batch);
+    lock.lock();
+    if (!ok) {
+      // Put them back in front, in order, and retry later.
+      queue_.insert(queue_.begin(), std::make_move_iterator(batch.begin()),
+                    std::make_move_iterator(batch.end()));
+      if (stopping_) return;  // stop() decides how long to keep trying
+      backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(5));
+    } else {
+      backoff = options_.flush_interval;
+    }
+  }
+}
+
+void UsageSink::stop(std::chrono::milliseconds deadline) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  cv_.notify_one();
+  if (thread_.joinable()) thread_.join();
+  // Whatever the writer could not store: try until the deadline.
+  auto until = std::chrono::steady_clock::now() + deadline;
+  std::unique_lock lock(mu_);
+  while (!queue_.empty()) {
+    std::vector<UsageRecord> batch(std::make_move_iterator(queue_.begin()),
+                                   std::make_move_iterator(queue_.end()));
+    queue_.clear();
+    lock.unlock();
+    bool ok = write_batch(batch);
+    lock.lock();
+    if (ok) continue;
+    if (std::chrono::steady_clock::now() >= until) {
+      std::cerr << "llm-proxy: " << batch.size() << " usage records could not be stored\n";
+      dropped_ += batch.size();
+      return;
+    }
+    queue_.insert(queue_.begin(), std::make_move_iterator(batch.begin()),
+                  std::make_move_iterator(batch.end()));
+    lock.unlock();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    lock.lock();
+  }
+}
+
+}  // namespace llmproxy::usage
