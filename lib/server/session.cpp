@@ -585,6 +585,14 @@ net::awaitable<void> run_session(net::ip::tcp::socket socket, Context& ctx,
   socket.set_option(net::ip::tcp::no_delay(true), ec);
   Client c{beast::tcp_stream(std::move(socket)), {}, ctx, pool};
   net::steady_timer deadline(c.stream.get_executor());
+  // The deadline's handler may already be queued when the read completes, so
+  // it reaches the session only through this token, which dies with it.
+  struct ReadClock {
+    Client* client;
+    std::uint64_t generation = 0;
+    bool timed_out = false;
+  };
+  auto clock = std::make_shared<ReadClock>(ReadClock{&c});
 
   for (;;) {
     http::request_parser<http::string_body> parser;
@@ -593,16 +601,20 @@ net::awaitable<void> run_session(net::ip::tcp::socket socket, Context& ctx,
 
     // A request must arrive within the read timeout; a client that sent part
     // of one gets a 408, an idle keep-alive connection is simply closed.
-    bool timed_out = false;
+    clock->timed_out = false;
+    std::uint64_t generation = ++clock->generation;
     deadline.expires_after(ctx.options.client_read_timeout);
-    deadline.async_wait([&](beast::error_code e) {
-      if (e) return;
-      timed_out = true;
+    deadline.async_wait([weak = std::weak_ptr<ReadClock>(clock), generation](beast::error_code e) {
+      auto rc = weak.lock();
+      if (e || !rc || rc->generation != generation) return;
+      rc->timed_out = true;
       beast::error_code ignore;
-      c.stream.socket().cancel(ignore);
+      rc->client->stream.socket().cancel(ignore);
     });
     co_await http::async_read(c.stream, c.buffer, parser, redirect_error(use_awaitable, ec));
     deadline.cancel();
+    ++clock->generation;
+    bool timed_out = clock->timed_out;
 
     if (ec == http::error::body_limit) {
       Response res = error_response(
@@ -628,6 +640,7 @@ net::awaitable<void> run_session(net::ip::tcp::socket socket, Context& ctx,
     ctx.in_flight.fetch_sub(1);
     if (!again || ctx.draining.load() || !c.stream.socket().is_open()) break;
   }
+  clock.reset();
   c.stream.socket().shutdown(net::ip::tcp::socket::shutdown_send, ec);
   c.stream.close();
 }
