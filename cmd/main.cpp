@@ -10,7 +10,7 @@
 namespace {
 
 constexpr const char* kExamples = R"(
-Quick start:
+Examples (a quick start):
   llm-proxy connection add --name demo --provider mock
   llm-proxy model add --name echo --remote echo-1 --conn-id demo
   llm-proxy vkey add --name laptop --model-id echo --tps 5

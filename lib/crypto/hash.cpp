@@ -5,6 +5,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <cctype>
 #include <stdexcept>
 
 namespace llmproxy::crypto {
@@ -69,21 +70,31 @@ std::string base64url(std::string_view bytes) {
 }
 
 bool base64_decode(std::string_view text, std::string& out) {
-  std::string in(text);
-  for (char& c : in) {
-    if (c == '-') c = '+';
-    if (c == '_') c = '/';
+  // Accepts both alphabets; padding is optional but, if present, only at the
+  // end and only as much as the length needs.
+  std::size_t pad = 0;
+  while (!text.empty() && text.back() == '=') {
+    text.remove_suffix(1);
+    ++pad;
   }
-  while (in.size() % 4 != 0) in.push_back('=');
+  if (pad > 2 || text.size() % 4 == 1 || (pad && (text.size() + pad) % 4 != 0)) return false;
+  std::string in;
+  in.reserve(text.size() + 3);
+  for (char c : text) {
+    if (c == '-') c = '+';
+    else if (c == '_') c = '/';
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '/') return false;
+    in.push_back(c);
+  }
+  std::size_t missing = (4 - in.size() % 4) % 4;
+  in.append(missing, '=');
   out.assign(3 * in.size() / 4, '\0');
   int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
                           reinterpret_cast<const unsigned char*>(in.data()),
                           static_cast<int>(in.size()));
   if (n < 0) return false;
   // EVP_DecodeBlock counts padding as zero bytes; drop them.
-  std::size_t pad = 0;
-  for (auto it = in.rbegin(); it != in.rend() && *it == '='; ++it) ++pad;
-  out.resize(static_cast<std::size_t>(n) - pad);
+  out.resize(static_cast<std::size_t>(n) - missing);
   return true;
 }
 

@@ -82,9 +82,9 @@ VkeyView view(Store& store, VirtualKey k, std::string key = {}) {
 std::string generate_key() { return "sk-" + crypto::base64url(crypto::random_bytes(32)); }
 
 std::string key_hint(std::string_view key) {
-  // Reveal at most a quarter of a short key, never more than 7 + 4 characters.
-  std::size_t head = std::min<std::size_t>(7, key.size() / 4);
-  std::size_t tail = std::min<std::size_t>(4, key.size() / 6);
+  // Reveal at most a quarter of the key, never more than 7 + 4 characters.
+  std::size_t tail = std::min<std::size_t>(4, key.size() / 8);
+  std::size_t head = std::min<std::size_t>(7, key.size() / 4 - tail);
   return std::string(key.substr(0, head)) + "..." + std::string(key.substr(key.size() - tail));
 }
 

@@ -157,7 +157,8 @@ std::vector<std::string> lines(const std::string& text) {
 }
 
 bool is_id(const std::string& s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
+  return !s.empty() &&
+         std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
 }
 
 // Parses stdout as exactly one JSON document (trailing text makes parse fail).
@@ -368,9 +369,9 @@ TEST_F(Cli, ConnectionShowByIdAndByNameAgree) {
 }
 
 TEST_F(Cli, ConnectionUpdateChangesTheGivenFieldsOnly) {
-  std::string id = add({"connection", "add", "--name", "local", "--provider", "openai-compatible",
-                        "--endpoint", "http://old.example:8000/v1", "--api-key",
-                        "first-upstream-key-0001"});
+  std::string id =
+      add({"connection", "add", "--name", "local", "--provider", "openai-compatible", "--endpoint",
+           "http://old.example:8000/v1", "--api-key", "first-upstream-key-0001"});
   json before = cli_json({"connection", "show", "local"});
   ASSERT_EQ(before["timeout"], 600.0);
 
@@ -446,13 +447,13 @@ TEST_F(Cli, ConnectionRemoveInUseNeedsForce) {
 
 TEST_F(Cli, GlobalFlagsBeforeOrAfterTheSubcommand) {
   // --json and --db before the subcommand.
-  RunResult r1 = run({"--json", "--db", db_, "connection", "add", "--name", "one", "--provider",
-                      "mock"});
+  RunResult r1 =
+      run({"--json", "--db", db_, "connection", "add", "--name", "one", "--provider", "mock"});
   json one = parse_doc(r1);
   EXPECT_EQ(one["name"], "one");
   // ... after it.
-  RunResult r2 = run({"connection", "add", "--name", "two", "--provider", "mock", "--db", db_,
-                      "--json"});
+  RunResult r2 =
+      run({"connection", "add", "--name", "two", "--provider", "mock", "--db", db_, "--json"});
   json two = parse_doc(r2);
   EXPECT_EQ(two["name"], "two");
   // ... between the group and the command, and mixed.
@@ -491,7 +492,7 @@ TEST_F(Cli, ProviderApiKeyIsEncryptedAtRestWithAKeyFile) {
   EXPECT_EQ(stored.find(secret), std::string::npos) << stored;
 
   // The key file sits beside the database, readable by the owner only.
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(stat((db_ + ".key").c_str(), &st), 0) << "missing " << db_ << ".key";
   EXPECT_EQ(st.st_mode & 0777, 0600);
   std::string key_file = read_file(db_ + ".key");
@@ -512,9 +513,9 @@ TEST_F(Cli, ProviderApiKeyIsEncryptedAtRestWithAKeyFile) {
 TEST_F(Cli, ProviderApiKeyUnderLlmProxySecret) {
   const std::string secret = "AIzaSy-PLAINTEXT-SECRET-123";
   Env one{{"LLM_PROXY_SECRET", "operator-secret-one"}};
-  RunResult r = cli({"connection", "add", "--name", "google-ai", "--provider", "google",
-                     "--api-key", secret},
-                    one);
+  RunResult r =
+      cli({"connection", "add", "--name", "google-ai", "--provider", "google", "--api-key", secret},
+          one);
   ASSERT_EQ(r.code, 0) << r;
   EXPECT_FALSE(fs::exists(db_ + ".key")) << "no key file when LLM_PROXY_SECRET is set";
   EXPECT_FALSE(db_files_contain(secret));
@@ -551,7 +552,8 @@ TEST_F(Cli, ModelLifecycle) {
   ASSERT_EQ(lines(r.out).size(), 1u) << r;
   std::string flash = lines(r.out)[0];
   ASSERT_TRUE(is_id(flash)) << r;
-  json echo = cli_json({"model", "add", "--name", "echo", "--remote", "echo-1", "--conn-id", other});
+  json echo =
+      cli_json({"model", "add", "--name", "echo", "--remote", "echo-1", "--conn-id", other});
   EXPECT_EQ(echo["name"], "echo");
   EXPECT_EQ(echo["remote"], "echo-1");
   EXPECT_EQ(echo["conn_id"], std::stoll(other));
@@ -648,12 +650,12 @@ TEST_F(VkeyCli, AddGeneratesAKeyShownOnce) {
   EXPECT_TRUE(std::regex_match(key, kGeneratedKey)) << key;
 
   // Never shown again: not by list or show, plain or JSON.
-  for (const auto& args : std::vector<std::vector<std::string>>{
-           {"vkey", "list"},
-           {"vkey", "list", "--json"},
-           {"vkey", "show", id},
-           {"vkey", "show", "Mobile-App", "--json"},
-           {"assignment", "list", "--json"}}) {
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"vkey", "list"},
+                                             {"vkey", "list", "--json"},
+                                             {"vkey", "show", id},
+                                             {"vkey", "show", "Mobile-App", "--json"},
+                                             {"assignment", "list", "--json"}}) {
     RunResult s = cli(args);
     ASSERT_EQ(s.code, 0) << s;
     EXPECT_EQ(s.out.find(key), std::string::npos) << s;
@@ -745,9 +747,9 @@ TEST_F(VkeyCli, RotateReplacesTheHash) {
   json j = cli_json({"vkey", "rotate", id, "--key", "sk-rotated-given-1"});
   EXPECT_EQ(j["key"], "sk-rotated-given-1");
   EXPECT_EQ(key_hash_of(id), sha256_hex("sk-rotated-given-1"));
-  EXPECT_EQ(query_one(db_, "SELECT COUNT(*) FROM vkeys WHERE key_hash = '" +
-                               sha256_hex(new_key) + "'"),
-            "0");
+  EXPECT_EQ(
+      query_one(db_, "SELECT COUNT(*) FROM vkeys WHERE key_hash = '" + sha256_hex(new_key) + "'"),
+      "0");
   EXPECT_FALSE(db_files_contain("sk-rotated-given-1"));
 }
 
@@ -765,8 +767,8 @@ TEST_F(VkeyCli, DisableAndEnable) {
 }
 
 TEST_F(VkeyCli, ExpiryIsStored) {
-  json exact = cli_json({"vkey", "add", "--name", "a", "--conn-id", "c1", "--expires",
-                         "2099-06-30T12:00:00Z"});
+  json exact = cli_json(
+      {"vkey", "add", "--name", "a", "--conn-id", "c1", "--expires", "2099-06-30T12:00:00Z"});
   EXPECT_EQ(exact["expires"], "2099-06-30T12:00:00Z");
   // A bare date is the last valid day: the key expires at the end of it.
   json day = cli_json({"vkey", "add", "--name", "b", "--conn-id", "c1", "--expires", "2099-12-31"});
@@ -889,8 +891,8 @@ class UsageCli : public VkeyCli {
   }
 
   void insert(std::int64_t ts, const std::string& request_id, const std::string& vkey_id,
-              const std::string& vkey_name, const std::string& model, int status,
-              double latency_ms, int prompt, int completion, double cost) {
+              const std::string& vkey_name, const std::string& model, int status, double latency_ms,
+              int prompt, int completion, double cost) {
     std::ostringstream sql;
     sql.precision(17);
     sql << "INSERT INTO usage_records (ts, request_id, vkey_id, vkey_name, assignment_id, model,"
@@ -1053,7 +1055,9 @@ struct ErrorCase {
   std::string mention;  // the message names the offending value
 };
 
-void PrintTo(const ErrorCase& c, std::ostream* os) { *os << c.name; }
+void PrintTo(const ErrorCase& c, std::ostream* os) {
+  *os << c.name;
+}
 
 class CliErrors : public Cli, public ::testing::WithParamInterface<ErrorCase> {
  protected:
@@ -1062,7 +1066,8 @@ class CliErrors : public Cli, public ::testing::WithParamInterface<ErrorCase> {
     ASSERT_NO_FATAL_FAILURE(add({"connection", "add", "--name", "c1", "--provider", "mock"}));
     ASSERT_NO_FATAL_FAILURE(add({"connection", "add", "--name", "c2", "--provider", "openai",
                                  "--api-key", "sk-upstream-secret-xyz"}));
-    ASSERT_NO_FATAL_FAILURE(add({"model", "add", "--name", "m1", "--remote", "r1", "--conn-id", "c1"}));
+    ASSERT_NO_FATAL_FAILURE(
+        add({"model", "add", "--name", "m1", "--remote", "r1", "--conn-id", "c1"}));
     ASSERT_NO_FATAL_FAILURE(add({"vkey", "add", "--name", "k1", "--key", "sk-existing-key-1",
                                  "--model-id", "m1", "--rpm", "10"}));
     ASSERT_NO_FATAL_FAILURE(add({"vkey", "add", "--name", "k2", "--conn-id", "c2"}));
@@ -1113,7 +1118,8 @@ const ErrorCase kErrorCases[] = {
     {"UnknownCommand", Args{"frobnicate"}, 2, ""},
     {"MissingSubcommand", Args{"connection"}, 2, ""},
     {"ShowWithoutReference", Args{"connection", "show"}, 2, ""},
-    {"UpdateBadEndpoint", Args{"connection", "update", "c1", "--endpoint", "ftp://x"}, 2, "ftp://x"},
+    {"UpdateBadEndpoint", Args{"connection", "update", "c1", "--endpoint", "ftp://x"}, 2,
+     "ftp://x"},
     {"UpdateZeroTimeout", Args{"connection", "update", "c2", "--timeout", "0"}, 2, "--timeout"},
     {"UpdateNonNumericTimeout", Args{"connection", "update", "c2", "--timeout", "soon"}, 2, "soon"},
     {"UpdateValidTimeoutBadHeader",
@@ -1193,8 +1199,8 @@ const ErrorCase kErrorCases[] = {
     {"DuplicateConnectionName", Args{"connection", "add", "--name", "c1", "--provider", "mock"}, 4,
      "c1"},
     {"RenameConnectionToTakenName", Args{"connection", "update", "c2", "--name", "c1"}, 4, "c1"},
-    {"DuplicateModelName",
-     Args{"model", "add", "--name", "m1", "--remote", "r", "--conn-id", "c2"}, 4, "m1"},
+    {"DuplicateModelName", Args{"model", "add", "--name", "m1", "--remote", "r", "--conn-id", "c2"},
+     4, "m1"},
     {"DuplicateVkeyName", Args{"vkey", "add", "--name", "k1", "--model-id", "m1"}, 4, "k1"},
     {"RenameVkeyToTakenName", Args{"vkey", "update", "k2", "--name", "k1"}, 4, "k1"},
     {"DuplicateKey",
@@ -1204,7 +1210,8 @@ const ErrorCase kErrorCases[] = {
     {"RemoveConnectionUsedByModel", Args{"connection", "remove", "c1"}, 4, "c1"},
     {"RemoveConnectionUsedByAssignment", Args{"connection", "remove", "c2"}, 4, "c2"},
     {"RemoveModelUsedByAssignment", Args{"model", "remove", "m1"}, 4, "m1"},
-    {"DuplicateAssignment", Args{"assignment", "add", "--vkey-id", "k1", "--model-id", "m1"}, 4, ""},
+    {"DuplicateAssignment", Args{"assignment", "add", "--vkey-id", "k1", "--model-id", "m1"}, 4,
+     ""},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cases, CliErrors, ::testing::ValuesIn(kErrorCases),
@@ -1216,9 +1223,9 @@ TEST_F(Cli, ErrorsNeverPrintTheUpstreamSecret) {
   add({"connection", "add", "--name", "c2", "--provider", "openai", "--api-key",
        "sk-upstream-secret-xyz"});
   for (const auto& args : std::vector<Args>{{"connection", "add", "--name", "c2", "--provider",
-                                              "openai", "--api-key", "sk-upstream-secret-xyz"},
-                                             {"connection", "update", "c2", "--endpoint", "ftp://x",
-                                              "--api-key", "sk-upstream-secret-xyz"}}) {
+                                             "openai", "--api-key", "sk-upstream-secret-xyz"},
+                                            {"connection", "update", "c2", "--endpoint", "ftp://x",
+                                             "--api-key", "sk-upstream-secret-xyz"}}) {
     RunResult r = cli(args);
     EXPECT_NE(r.code, 0) << r;
     EXPECT_EQ(r.err.find("sk-upstream-secret-xyz"), std::string::npos) << r;
@@ -1252,7 +1259,8 @@ TEST_F(Cli, HalfAnEnvironmentLocationIsAUsageError) {
   EXPECT_FALSE(fs::exists(dir_ + "/llm-proxy.db")) << "no fallback to the default";
 }
 
-// ---- help ------------------------------------------------------------------------------------------
+// ---- help
+// ------------------------------------------------------------------------------------------
 
 TEST_F(Cli, TopLevelHelp) {
   RunResult r = run({"--help"}, {}, dir_);
@@ -1312,8 +1320,8 @@ TEST_F(Cli, DatabaseFromDbTypeAndDsn) {
 }
 
 TEST_F(Cli, DatabaseFromPlainPathAndRelativeUrl) {
-  RunResult abs = run({"connection", "add", "--name", "a", "--provider", "mock", "--db",
-                       dir_ + "/plain.db"});
+  RunResult abs =
+      run({"connection", "add", "--name", "a", "--provider", "mock", "--db", dir_ + "/plain.db"});
   ASSERT_EQ(abs.code, 0) << abs;
   EXPECT_TRUE(fs::exists(dir_ + "/plain.db"));
   // Relative paths are relative to the working directory.
@@ -1329,7 +1337,7 @@ TEST_F(Cli, DefaultDatabaseInWorkingDirectory) {
   RunResult r = run({"connection", "add", "--name", "dflt", "--provider", "mock"}, {}, dir_);
   ASSERT_EQ(r.code, 0) << r;
   EXPECT_TRUE(fs::exists(dir_ + "/llm-proxy.db"));
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(stat((dir_ + "/llm-proxy.db.key").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600);
   json j = parse_doc(run({"connection", "list", "--json", "--db", dir_ + "/llm-proxy.db"}));
@@ -1342,8 +1350,8 @@ TEST_F(Cli, DbFlagWinsOverEnvironment) {
   const std::string from_dsn = dir_ + "/dsn.db";
   const std::string from_flag = dir_ + "/flag.db";
   Env env{{"LLM_PROXY_DB", "sqlite://" + from_env}, {"DB_TYPE", "sqlite"}, {"DB_DSN", from_dsn}};
-  RunResult r = run({"connection", "add", "--name", "x", "--provider", "mock", "--db", from_flag},
-                    env, dir_);
+  RunResult r =
+      run({"connection", "add", "--name", "x", "--provider", "mock", "--db", from_flag}, env, dir_);
   ASSERT_EQ(r.code, 0) << r;
   EXPECT_TRUE(fs::exists(from_flag));
   EXPECT_FALSE(fs::exists(from_env));

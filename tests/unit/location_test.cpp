@@ -60,8 +60,8 @@ TEST(ParseLocation, ServerUrlsKeepTheWholeUrl) {
 }
 
 TEST(ParseLocation, RejectsUnknownSchemesAndEmptyValues) {
-  for (const char* bad : {"mysql://host/db", "ftp://host/x.db", "http://host/x", "redis://h",
-                          "", "sqlite:", "sqlite://"}) {
+  for (const char* bad : {"mysql://host/db", "ftp://host/x.db", "http://host/x", "redis://h", "",
+                          "sqlite:", "sqlite://"}) {
     SCOPED_TRACE(bad);
     expect_invalid([&] { (void)parse_location(bad); });
   }
@@ -91,8 +91,10 @@ class ResolveLocation : public ::testing::Test {
   }
   void TearDown() override {
     for (const char* v : kVars) {
-      if (saved_[v]) setenv(v, saved_[v]->c_str(), 1);
-      else unsetenv(v);
+      if (saved_[v])
+        setenv(v, saved_[v]->c_str(), 1);
+      else
+        unsetenv(v);
     }
   }
   static void set(const char* name, const char* value) { setenv(name, value, 1); }

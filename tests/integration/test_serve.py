@@ -1,0 +1,1385 @@
+#!/usr/bin/env python3
+"""Integration tests of `llm-proxy serve` against a fake OpenAI upstream.
+
+Run all:        python3 tests/integration/test_serve.py
+Run one class:  python3 tests/integration/test_serve.py StreamingTest
+The binary is $LLM_PROXY_BIN, else build/llm-proxy next to the sources.
+"""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import unittest
+import uuid
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import fake_openai as fo  # noqa: E402
+from harness import (BIN, Serve, Workspace, base_env, chat_body, closed_port, read_response,  # noqa: E402
+                     refuses_connections, request, wait_until)
+
+UPSTREAM_KEY = "sk-upstream-connection-secret-42"
+RELOAD_DEADLINE = 2.0  # the config watcher polls every 0.5 s
+
+
+def rid(tag="r"):
+    return f"it-{tag}-{uuid.uuid4().hex[:12]}"
+
+
+class ServeCase(unittest.TestCase):
+    """Base: one workspace, one fake upstream and one `serve` per test class."""
+
+    serve_args = ()
+    serve_env = None
+    with_fake = True
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ws = Workspace()
+        cls.addClassCleanup(cls.ws.cleanup)
+        cls.fake = None
+        if cls.with_fake:
+            cls.fake = fo.FakeOpenAI().start()
+            cls.addClassCleanup(cls.fake.stop)
+        cls.provision()
+        cls.serve = Serve(cls.ws, *cls.serve_args, env=cls.serve_env)
+        cls.addClassCleanup(cls._stop_serve, cls.serve)
+
+    @classmethod
+    def provision(cls):
+        pass
+
+    @staticmethod
+    def _stop_serve(serve):
+        if not serve.running:
+            return
+        rc = serve.stop()
+        if rc != 0:
+            raise AssertionError(f"serve exited {rc} after SIGTERM; stderr:\n{serve.stderr()}")
+
+    # --- assertion helpers
+    def assertOpenAIError(self, resp, status, type_=None, code=None, param=None):
+        self.assertEqual(resp.status, status, resp.body)
+        self.assertTrue(resp.header("content-type", ).startswith("application/json"),
+                        resp.headers)
+        body = resp.json()
+        self.assertEqual(set(body), {"error"}, body)
+        err = body["error"]
+        self.assertEqual(set(err), {"message", "type", "param", "code"}, err)
+        self.assertIsInstance(err["message"], str)
+        self.assertTrue(err["message"])
+        if type_ is not None:
+            self.assertEqual(err["type"], type_, err)
+        if code is not None:
+            self.assertEqual(err["code"], code, err)
+        if param is not None:
+            self.assertEqual(err["param"], param, err)
+        return err
+
+    def assertHealthy(self, serve=None):
+        r = (serve or self.serve).get("/health")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["status"], "ok")
+
+
+def assert_no_secret(test, rec, secret):
+    for name, value in rec.header_list:
+        test.assertNotIn(secret, value, f"header {name} carries the virtual key")
+    test.assertNotIn(secret.encode(), rec.body)
+    test.assertNotIn(secret, rec.target)
+
+
+# ---------------------------------------------------------------------------
+class PassThroughTest(ServeCase):
+    """Non-streaming OpenAI pass-through, headers, paths, providers, keep-alive."""
+
+    @classmethod
+    def provision(cls):
+        ws, base = cls.ws, cls.fake.base_url
+        ws.connection("up", "openai", endpoint=base + "/v1", api_key=UPSTREAM_KEY)
+        ws.connection("side", "openai", endpoint=base + "/v1", api_key="sk-side",
+                      header=["OpenAI-Organization: org-test-123"])
+        ws.connection("az", "azure", endpoint=base, api_key="az-secret-key",
+                      api_version="2024-06-01")
+        ws.connection("ol", "ollama", endpoint=base)
+        ws.model("gpt", "gpt-4o-mini-2024-07-18", "up")
+        ws.model("limited", "limited-remote", "up")
+        ws.model("hidden", "hidden-remote", "up")
+        ws.model("reuse", "reuse-remote", "up")
+        ws.model("stale", "stale-remote", "up")
+        cls.fake.on("stale-remote", fo.close_after(fo.chat_reply()))
+        ws.model("comp", "gpt-3.5-turbo-instruct", "up")
+        ws.model("emb", "text-embedding-3-small", "up")
+        ws.model("side-a", "side-a-remote", "side")
+        ws.model("side-b", "side-b-remote", "side")
+        ws.model("azm", "my-deployment", "az")
+        ws.model("llama", "llama3.2", "ol")
+        cls.key, _ = ws.vkey("client", model_id=["gpt", "reuse", "stale", "comp", "emb", "azm",
+                                                      "llama"],
+                             conn_id=["side"])
+        cls.limited_key, _ = ws.vkey("limited-client", model_id=["limited"], rpm=100,
+                                     token_limit=100000)
+
+    def test_chat_non_streaming_arrives_intact(self):
+        content = [
+            {"type": "text", "text": "What is in this image?"},
+            {"type": "image_url", "image_url": {
+                "url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==",
+                "detail": "low"}},
+        ]
+        body = {
+            "model": "gpt",
+            "messages": [
+                {"role": "system", "content": "You are terse."},
+                {"role": "user", "content": content},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "call_1", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "{\"temp\": 21.5}"},
+                {"role": "user", "content": "and tomorrow? ünïcødé 世界 \u2028 \"quoted\""},
+            ],
+            "tools": [{"type": "function", "function": {
+                "name": "get_weather", "description": "Weather for a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                               "required": ["city"], "additionalProperties": False},
+                "strict": True}}],
+            "tool_choice": "auto",
+            "temperature": 0.2,
+            "top_p": 1e-05,
+            "max_completion_tokens": 50,
+            "seed": 12345678901234567890,
+            "user": "end-user-7",
+            "metadata": {"trace": "abc"},
+            "x_vendor_extension": {"nested": [1, 2.5, {"a": None, "b": [True, False]}]},
+        }
+        # Unusual but valid formatting, to catch any re-serialisation slip.
+        raw = json.dumps(body, indent=1, ensure_ascii=False).encode()
+        r = request(self.serve.port, "POST", "/v1/chat/completions", raw,
+                    {"Content-Type": "application/json", "Authorization": "Bearer " + self.key,
+                     "X-Request-Id": "it-client-chosen-id-1"})
+        self.assertEqual(r.status, 200, r.body)
+        rec = self.fake.wait_for_request(lambda q: q.header("x-request-id") is None and
+                                         q.model == "gpt-4o-mini-2024-07-18" and
+                                         q.json.get("user") == "end-user-7")
+        self.assertEqual(rec.method, "POST")
+        self.assertEqual(rec.path, "/v1/chat/completions")
+        self.assertEqual(rec.raw_query, "")
+        self.assertEqual(rec.header("authorization"), "Bearer " + UPSTREAM_KEY)
+        self.assertTrue(rec.header("content-type").startswith("application/json"))
+        self.assertEqual(rec.header("host"), f"127.0.0.1:{self.fake.port}")
+        self.assertEqual(int(rec.header("content-length")), len(rec.body))
+        expected = dict(body, model="gpt-4o-mini-2024-07-18")
+        self.assertEqual(rec.json, expected)
+        self.assertNotIn("stream_options", rec.json)
+        assert_no_secret(self, rec, self.key)
+        # The client gets the upstream body unchanged.
+        upstream_reply = fo.chat_completion("gpt-4o-mini-2024-07-18",
+                                            "and tomorrow? ünïcødé 世界 \u2028 \"quoted\"", (9, 4))
+        self.assertEqual(r.body, json.dumps(upstream_reply).encode())
+        self.assertTrue(r.header("content-type").startswith("application/json"))
+        self.assertEqual(r.header("x-request-id"), "it-client-chosen-id-1")
+        # An unlimited assignment advertises no limits.
+        self.assertFalse([h for h in r.headers if h.startswith("x-ratelimit-")], r.headers)
+
+    def test_request_id_generated_when_absent(self):
+        ids = set()
+        for _ in range(2):
+            r = self.serve.post("/v1/chat/completions", chat_body("gpt"), key=self.key)
+            self.assertEqual(r.status, 200, r.body)
+            self.assertTrue(r.header("x-request-id"))
+            ids.add(r.header("x-request-id"))
+        self.assertEqual(len(ids), 2)
+        # ... and it names the usage record.
+        self.ws.wait_usage_record(ids.pop())
+        # A client id that is not a sane token is replaced.
+        r = self.serve.post("/v1/chat/completions", chat_body("gpt"), key=self.key,
+                            headers={"x-request-id": "has spaces in it"})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertTrue(r.header("x-request-id"))
+        self.assertNotEqual(r.header("x-request-id"), "has spaces in it")
+
+    def test_connection_extra_headers(self):
+        r = self.serve.post("/v1/chat/completions", chat_body("side-a"), key=self.key)
+        self.assertEqual(r.status, 200, r.body)
+        rec = self.fake.wait_for_request(lambda q: q.model == "side-a-remote")
+        self.assertEqual(rec.header("openai-organization"), "org-test-123")
+        self.assertEqual(rec.header("authorization"), "Bearer sk-side")
+
+    def test_pipelined_requests_on_one_connection(self):
+        bodies = [json.dumps(chat_body("gpt", f"pipelined {i}")).encode() for i in range(3)]
+        payload = b"".join(
+            (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+             f"Authorization: Bearer {self.key}\r\nContent-Type: application/json\r\n"
+             f"X-Request-Id: pipe-{i}\r\nContent-Length: {len(b)}\r\n\r\n").encode() + b
+            for i, b in enumerate(bodies))
+        with socket.create_connection(("127.0.0.1", self.serve.port), timeout=10) as s:
+            s.sendall(payload)
+            for i in range(3):
+                resp = http.client.HTTPResponse(s)
+                resp.begin()
+                r = read_response(resp)
+                self.assertEqual(r.status, 200, r.body)
+                self.assertEqual(r.header("x-request-id"), f"pipe-{i}")
+                self.assertEqual(r.json()["choices"][0]["message"]["content"], f"pipelined {i}")
+
+    def test_client_connection_close_is_honoured(self):
+        with socket.create_connection(("127.0.0.1", self.serve.port), timeout=10) as s:
+            body = json.dumps(chat_body("gpt", "then close")).encode()
+            s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                       f"Authorization: Bearer {self.key}\r\n"
+                       f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+            resp = http.client.HTTPResponse(s)
+            resp.begin()
+            r = read_response(resp)
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual(r.header("connection"), "close")
+            self.assertEqual(s.recv(1), b"")  # and the proxy closed its side
+
+    def test_stale_pooled_upstream_connection_is_retried(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.serve.port, timeout=10)
+        try:
+            for i in range(3):
+                r = request(self.serve.port, "POST", "/v1/chat/completions",
+                            chat_body("stale", f"stale {i}"), key=self.key, conn=conn)
+                self.assertEqual(r.status, 200, r.body)
+                self.assertEqual(r.json()["choices"][0]["message"]["content"], f"stale {i}")
+        finally:
+            conn.close()
+        seen = self.fake.requests("stale-remote")
+        self.assertEqual(len(seen), 3)  # each sent once: never a duplicate
+        self.assertEqual(len({q.conn_id for q in seen}), 3)
+
+    def test_usage_record_of_non_streamed_reply(self):
+        req_id = rid("usage")
+        r = self.serve.post("/v1/chat/completions", chat_body("gpt", "count me"), key=self.key,
+                            headers={"x-request-id": req_id})
+        self.assertEqual(r.status, 200, r.body)
+        rec = self.ws.wait_usage_record(req_id)
+        self.assertEqual(rec["status"], 200)
+        self.assertEqual(rec["prompt_tokens"], 9)
+        self.assertEqual(rec["completion_tokens"], 4)
+        self.assertEqual(rec["total_tokens"], 13)
+        self.assertEqual(rec["model"], "gpt")
+        self.assertEqual(rec["conn_name"], "up")
+        self.assertEqual(rec["vkey_name"], "client")
+
+    def test_rate_limit_headers_when_limits_are_set(self):
+        r1 = self.serve.post("/v1/chat/completions", chat_body("limited"), key=self.limited_key)
+        self.assertEqual(r1.status, 200, r1.body)
+        self.assertEqual(r1.header("x-ratelimit-limit-requests"), "100")
+        self.assertEqual(r1.header("x-ratelimit-remaining-requests"), "99")
+        self.assertTrue(r1.header("x-ratelimit-reset-requests"))
+        self.assertEqual(r1.header("x-ratelimit-limit-tokens"), "100000")
+        self.assertEqual(r1.header("x-ratelimit-remaining-tokens"), "100000")
+        self.assertTrue(r1.header("x-ratelimit-reset-tokens"))
+        r2 = self.serve.post("/v1/chat/completions", chat_body("limited"), key=self.limited_key)
+        self.assertEqual(r2.status, 200, r2.body)
+        self.assertEqual(r2.header("x-ratelimit-remaining-requests"), "98")
+        # The 13 tokens of the first reply were charged.
+        self.assertEqual(r2.header("x-ratelimit-remaining-tokens"), str(100000 - 13))
+
+    def test_paths_without_v1(self):
+        r = self.serve.post("/chat/completions", chat_body("gpt", "no prefix"), key=self.key)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["object"], "chat.completion")
+        rec = self.fake.wait_for_request(
+            lambda q: q.json and q.json.get("messages", [{}])[-1].get("content") == "no prefix")
+        self.assertEqual(rec.path, "/v1/chat/completions")
+        m = self.serve.get("/models", key=self.key)
+        self.assertEqual(m.status, 200, m.body)
+        self.assertEqual(m.json()["object"], "list")
+
+    def test_models_lists_only_permitted_models(self):
+        r = self.serve.get("/v1/models", key=self.key)
+        self.assertEqual(r.status, 200, r.body)
+        body = r.json()
+        self.assertEqual(body["object"], "list")
+        ids = sorted(m["id"] for m in body["data"])
+        self.assertEqual(ids, sorted(["gpt", "reuse", "stale", "comp", "emb", "azm", "llama",
+                                      "side-a", "side-b"]))
+        for m in body["data"]:
+            self.assertEqual(m["object"], "model")
+            self.assertIsInstance(m["created"], int)
+            self.assertGreater(m["created"], 1_500_000_000)
+            self.assertIsInstance(m["owned_by"], str)
+        r2 = self.serve.get("/v1/models", key=self.limited_key)
+        self.assertEqual([m["id"] for m in r2.json()["data"]], ["limited"])
+        r3 = self.serve.get("/v1/models")
+        self.assertOpenAIError(r3, 401, code="invalid_api_key")
+
+    def test_health(self):
+        r = self.serve.get("/health")
+        self.assertEqual(r.status, 200, r.body)
+        body = r.json()
+        self.assertEqual(body["status"], "ok")
+        self.assertEqual(body["backend"], "sqlite")
+
+    def test_azure_deployment_url_and_api_key_header(self):
+        r = self.serve.post("/v1/chat/completions", chat_body("azm", "to azure"), key=self.key)
+        self.assertEqual(r.status, 200, r.body)
+        rec = self.fake.wait_for_request(lambda q: q.model == "my-deployment")
+        self.assertEqual(rec.path, "/openai/deployments/my-deployment/chat/completions")
+        self.assertEqual(rec.query, {"api-version": ["2024-06-01"]})
+        self.assertEqual(rec.header("api-key"), "az-secret-key")
+        self.assertIsNone(rec.header("authorization"))
+        assert_no_secret(self, rec, self.key)
+
+    def test_ollama_appends_v1(self):
+        r = self.serve.post("/v1/chat/completions", chat_body("llama", "to ollama"), key=self.key)
+        self.assertEqual(r.status, 200, r.body)
+        rec = self.fake.wait_for_request(lambda q: q.model == "llama3.2")
+        self.assertEqual(rec.path, "/v1/chat/completions")
+        self.assertIsNone(rec.header("authorization"))  # no api key on this connection
+        assert_no_secret(self, rec, self.key)
+
+    def test_completions_and_embeddings_upstream(self):
+        req_id = rid("comp")
+        r = self.serve.post("/v1/completions", {"model": "comp", "prompt": "Say this is a test",
+                                                "max_tokens": 7, "temperature": 0},
+                            key=self.key, headers={"x-request-id": req_id})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["object"], "text_completion")
+        self.assertEqual(r.json()["choices"][0]["text"], " Say this is a test")
+        rec = self.fake.wait_for_request(lambda q: q.model == "gpt-3.5-turbo-instruct")
+        self.assertEqual(rec.path, "/v1/completions")
+        self.assertEqual(rec.json, {"model": "gpt-3.5-turbo-instruct",
+                                    "prompt": "Say this is a test", "max_tokens": 7,
+                                    "temperature": 0})
+        u = self.ws.wait_usage_record(req_id)
+        self.assertEqual((u["status"], u["prompt_tokens"], u["completion_tokens"]), (200, 5, 3))
+
+        req_id = rid("emb")
+        r = self.serve.post("/v1/embeddings", {"model": "emb", "input": ["one", "two"],
+                                               "encoding_format": "float"},
+                            key=self.key, headers={"x-request-id": req_id})
+        self.assertEqual(r.status, 200, r.body)
+        body = r.json()
+        self.assertEqual(body["object"], "list")
+        self.assertEqual([d["index"] for d in body["data"]], [0, 1])
+        rec = self.fake.wait_for_request(lambda q: q.model == "text-embedding-3-small")
+        self.assertEqual(rec.path, "/v1/embeddings")
+        self.assertEqual(rec.json, {"model": "text-embedding-3-small", "input": ["one", "two"],
+                                    "encoding_format": "float"})
+        u = self.ws.wait_usage_record(req_id)
+        self.assertEqual((u["status"], u["prompt_tokens"], u["completion_tokens"]), (200, 6, 0))
+
+    def test_keep_alive_and_upstream_connection_reuse(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.serve.port, timeout=10)
+        try:
+            first_sock = None
+            n_chat = 0
+            for i in range(8):
+                if i % 4 == 3:
+                    r = request(self.serve.port, "GET", "/health", conn=conn)
+                elif i % 4 == 2:
+                    r = request(self.serve.port, "GET", "/v1/models", key=self.key, conn=conn)
+                else:
+                    r = request(self.serve.port, "POST", "/v1/chat/completions",
+                                chat_body("reuse", f"keepalive {i}"), key=self.key, conn=conn)
+                    n_chat += 1
+                self.assertEqual(r.status, 200, r.body)
+                self.assertNotEqual((r.header("connection") or "").lower(), "close")
+                self.assertIsNotNone(conn.sock, "the proxy closed the client connection")
+                first_sock = first_sock or conn.sock
+                self.assertIs(conn.sock, first_sock, "a new client connection was opened")
+        finally:
+            conn.close()
+        # One client connection lives on one worker, whose pool keeps the
+        # upstream connection alive between requests.
+        seen = self.fake.requests("reuse-remote")
+        self.assertEqual(len(seen), n_chat)
+        self.assertEqual(len({q.conn_id for q in seen}), 1, seen)
+
+        # Across fresh client connections, at most one upstream connection per
+        # worker thread (--threads 2) is needed.
+        for i in range(6):
+            r = self.serve.post("/v1/chat/completions", chat_body("reuse", f"fresh {i}"),
+                                key=self.key)
+            self.assertEqual(r.status, 200, r.body)
+        seen = self.fake.requests("reuse-remote")
+        self.assertEqual(len(seen), n_chat + 6)
+        self.assertLessEqual(len({q.conn_id for q in seen}), 2, seen)
+
+
+# ---------------------------------------------------------------------------
+class StreamingTest(ServeCase):
+    """SSE relay, usage injection and stripping, broken streams, disconnects."""
+
+    @classmethod
+    def provision(cls):
+        ws, fake = cls.ws, cls.fake
+        ws.connection("up", "openai", endpoint=fake.base_url + "/v1", api_key=UPSTREAM_KEY)
+        cls.pieces = [f"w{i} " for i in range(10)]
+        fake.on("r-paced", fo.sse_reply(pieces=cls.pieces, interval=0.1, usage=(17, 10)))
+        fake.on("r-fast", fo.sse_reply(pieces=("Hel", "lo", "!"), usage=(12, 3)))
+        fake.on("r-onchoice", fo.sse_reply(pieces=("a", "b"), usage=(21, 8),
+                                           usage_mode="on_choice"))
+        fake.on("r-close", fo.sse_reply(pieces=("x", "y", "z"), usage=(5, 3), framing="close"))
+        fake.on("r-break", fo.sse_reply(pieces=("p", "q", "r", "s"), break_after=3))
+        fake.on("r-break-close", fo.sse_reply(pieces=("p", "q", "r", "s"), break_after=3,
+                                              framing="close"))
+        fake.on("r-long", fo.sse_reply(pieces=[f"t{i}" for i in range(200)], interval=0.05))
+        fake.on("r-crlf", fo.sse_reply(pieces=("c", "r", "lf"), usage=(7, 3), line_end="\r\n"))
+        fake.on("r-frag", fo.sse_reply(pieces=("frag", "mented", " events"), usage=(13, 5),
+                                       fragment=7))
+        fake.on("r-refuse", fo.json_error(400, fo.error_obj(
+            "'stream_options' is only allowed when 'stream' is true", "invalid_request_error",
+            "stream_options", None)))
+        fake.on("r-hang", fo.slow(10.0))
+        for alias in ("paced", "fast", "onchoice", "close", "break", "break-close", "long",
+                      "crlf", "frag", "refuse", "hang"):
+            ws.model(alias, "r-" + alias, "up")
+        cls.key, _ = ws.vkey("streamer", conn_id=["up"])
+
+    def stream(self, model, text="stream please", req_id=None, **extra):
+        headers = {"x-request-id": req_id} if req_id else None
+        return self.serve.stream("/v1/chat/completions",
+                                 chat_body(model, text, stream=True, **extra),
+                                 key=self.key, headers=headers)
+
+    def upstream_saw(self, text):
+        """The upstream request whose user message was `text`, once fully answered."""
+        rec = self.fake.wait_for_request(
+            lambda q: q.json and q.json["messages"][-1]["content"] == text)
+        self.assertTrue(rec.finished.wait(5))
+        return rec
+
+    def test_chunks_are_relayed_as_they_arrive(self):
+        req_id = rid("paced")
+        s = self.stream("paced", req_id=req_id)
+        try:
+            self.assertEqual(s.status, 200)
+            self.assertTrue(s.headers["content-type"].startswith("text/event-stream"))
+            self.assertEqual(s.headers.get("x-request-id"), req_id)
+            data = s.read_all()
+            self.assertIsNone(s.error)
+        finally:
+            s.close()
+        rec = self.fake.wait_for_request(lambda q: q.model == "r-paced")
+        rec.finished.wait(5)
+        # The proxy asked the upstream for usage although the client did not.
+        self.assertIs(rec.json["stream"], True)
+        self.assertEqual(rec.json["stream_options"], {"include_usage": True})
+        self.assertEqual({k: v for k, v in rec.json.items() if k != "stream_options"},
+                         chat_body("r-paced", "stream please", stream=True))
+        # Every upstream event reaches the client as its own event, in order,
+        # except the usage-only chunk the client did not ask for.
+        self.assertEqual(data[-1], "[DONE]")
+        events = [json.loads(d) for d in data[:-1]]
+        planned = [json.loads(e) for e in rec.planned_events]
+        self.assertEqual(planned[-1]["choices"], [])  # the fake did send it
+        self.assertEqual(events, planned[:-1])
+        for e in events:
+            self.assertNotEqual(e["choices"], [])
+            self.assertIsNone(e.get("usage"))
+        # Relayed as they come: the first event reached the client long before
+        # the upstream sent its last one.
+        first_arrival = s.received[0][0]
+        self.assertLess(first_arrival, rec.events_sent[-1] - 0.5)
+        self.assertGreater(s.received[-2][0] - s.received[0][0], 0.6)
+        u = self.ws.wait_usage_record(req_id)
+        self.assertEqual((u["status"], u["prompt_tokens"], u["completion_tokens"]), (200, 17, 10))
+        self.assertIsNotNone(u["ttft_ms"])
+        self.assertLess(u["ttft_ms"], u["latency_ms"] - 500)
+
+    def test_client_that_asked_for_usage_receives_the_usage_chunk(self):
+        req_id = rid("usage")
+        s = self.stream("fast", "stream please, with usage", req_id=req_id,
+                        stream_options={"include_usage": True})
+        try:
+            self.assertEqual(s.status, 200)
+            data = s.read_all()
+        finally:
+            s.close()
+        rec = self.upstream_saw("stream please, with usage")
+        self.assertEqual(data[-1], "[DONE]")
+        events = [json.loads(d) for d in data[:-1]]
+        self.assertEqual(events, [json.loads(e) for e in rec.planned_events])
+        self.assertEqual(events[-1]["choices"], [])
+        self.assertEqual(events[-1]["usage"]["prompt_tokens"], 12)
+        self.assertEqual(events[-1]["usage"]["completion_tokens"], 3)
+        u = self.ws.wait_usage_record(req_id)
+        self.assertEqual((u["status"], u["prompt_tokens"], u["completion_tokens"]), (200, 12, 3))
+
+    def test_include_usage_false_is_overridden_upstream_but_honoured_for_the_client(self):
+        req_id = rid("nousage")
+        s = self.stream("fast", text="explicitly no usage", req_id=req_id,
+                        stream_options={"include_usage": False})
+        try:
+            data = s.read_all()
+        finally:
+            s.close()
+        rec = self.upstream_saw("explicitly no usage")
+        self.assertEqual(rec.json["stream_options"], {"include_usage": True})
+        self.assertEqual(data[-1], "[DONE]")
+        for d in data[:-1]:
+            self.assertNotEqual(json.loads(d)["choices"], [])
+        u = self.ws.wait_usage_record(req_id)
+        self.assertEqual((u["prompt_tokens"], u["completion_tokens"]), (12, 3))
+
+    def test_usage_on_a_chunk_with_choices(self):
+        req_id = rid("onchoice")
+        s = self.stream("onchoice", req_id=req_id)
+        try:
+            data = s.read_all()
+        finally:
+            s.close()
+        rec = self.fake.wait_for_request(lambda q: q.model == "r-onchoice")
+        self.assertEqual(data[-1], "[DONE]")
+        events = [json.loads(d) for d in data[:-1]]
+        self.assertEqual(events, [json.loads(e) for e in rec.planned_events])
+        self.assertEqual(events[-1]["usage"]["prompt_tokens"], 21)
+        u = self.ws.wait_usage_record(req_id)
+        self.assertEqual((u["status"], u["prompt_tokens"], u["completion_tokens"]), (200, 21, 8))
+
+    def test_close_delimited_upstream_stream(self):
+        req_id = rid("close")
+        s = self.stream("close", req_id=req_id)
+        try:
+            data = s.read_all()
+            self.assertIsNone(s.error)
+        finally:
+            s.close()
+        rec = self.fake.wait_for_request(lambda q: q.model == "r-close")
+        self.assertEqual(data[-1], "[DONE]")
+        self.assertEqual([json.loads(d) for d in data[:-1]],
+                         [json.loads(e) for e in rec.planned_events[:-1]])
+        u = self.ws.wait_usage_record(req_id)
+        self.assertEqual((u["status"], u["prompt_tokens"], u["completion_tokens"]), (200, 5, 3))
+
+    def _assert_relayed(self, model, usage):
+        req_id = rid(model)
+        s = self.stream(model, req_id=req_id, stream_options={"include_usage": True})
+        try:
+            data = s.read_all()
+            self.assertIsNone(s.error)
+        finally:
+            s.close()
+        rec = self.fake.wait_for_request(lambda q: q.model == "r-" + model)
+        self.assertEqual(data[-1], "[DONE]")
+        self.assertEqual([json.loads(d) for d in data[:-1]],
+                         [json.loads(e) for e in rec.planned_events])
+        u = self.ws.wait_usage_record(req_id)
+        self.assertEqual((u["status"], u["prompt_tokens"], u["completion_tokens"]),
+                         (200,) + usage)
+
+    def test_crlf_framed_events(self):
+        self._assert_relayed("crlf", (7, 3))
+
+    def test_events_split_across_reads(self):
+        self._assert_relayed("frag", (13, 5))
+
+    def test_stream_refused_by_upstream_is_a_json_error(self):
+        req_id = rid("refuse")
+        s = self.stream("refuse", req_id=req_id)
+        try:
+            r = s.body_if_not_sse()
+        finally:
+            s.close()
+        self.assertEqual(r.status, 400)
+        self.assertTrue(r.header("content-type").startswith("application/json"))
+        self.assertEqual(r.json()["error"]["param"], "stream_options")
+        self.assertEqual(self.ws.wait_usage_record(req_id)["status"], 400)
+
+    def test_client_disconnect_while_waiting_for_upstream(self):
+        req_id = rid("hang")
+        conn = http.client.HTTPConnection("127.0.0.1", self.serve.port, timeout=10)
+        try:
+            conn.request("POST", "/v1/chat/completions", json.dumps(chat_body("hang")),
+                         {"Authorization": "Bearer " + self.key, "x-request-id": req_id})
+            rec = self.fake.wait_for_request(lambda q: q.model == "r-hang")
+            closed_at = time.monotonic()
+            conn.sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            conn.close()
+        self.assertTrue(rec.peer_closed.wait(3.0),
+                        "the upstream request outlived the client that made it")
+        self.assertLess(rec.peer_closed_at - closed_at, 3.0)
+        self.assertEqual(self.ws.wait_usage_record(req_id)["status"], 499)
+        self.assertHealthy()
+
+    def _assert_broken(self, model):
+        req_id = rid(model)
+        s = self.stream(model, req_id=req_id)
+        try:
+            self.assertEqual(s.status, 200)
+            data = s.read_all()
+            self.assertIsNone(s.error, "the proxy did not end the stream cleanly")
+        finally:
+            s.close()
+        rec = self.fake.wait_for_request(lambda q: q.model == "r-" + model)
+        self.assertNotIn("[DONE]", data)
+        self.assertEqual([json.loads(d) for d in data[:3]],
+                         [json.loads(e) for e in rec.planned_events[:3]])
+        self.assertEqual(len(data), 4, data)
+        err = json.loads(data[3])
+        self.assertEqual(set(err), {"error"})
+        self.assertEqual(err["error"]["type"], "upstream_error")
+        self.assertEqual(err["error"]["code"], "upstream_stream_broken")
+        self.assertIn("'up'", err["error"]["message"])
+        u = self.ws.wait_usage_record(req_id)
+        self.assertEqual(u["status"], 502)
+        self.assertHealthy()
+
+    def test_stream_broken_by_upstream(self):
+        self._assert_broken("break")
+
+    def test_close_delimited_stream_ending_without_done(self):
+        self._assert_broken("break-close")
+
+    def test_client_disconnect_cancels_upstream(self):
+        req_id = rid("gone")
+        s = self.stream("long", req_id=req_id)
+        try:
+            self.assertEqual(s.status, 200)
+            got = 0
+            for _ in s.events():
+                got += 1
+                if got == 2:
+                    break
+            closed_at = time.monotonic()
+            s.abort()
+        finally:
+            s.close()
+        rec = self.fake.wait_for_request(lambda q: q.model == "r-long")
+        # The whole stream would take ~10 s; the proxy must hang up at once.
+        self.assertTrue(rec.peer_closed.wait(3.0),
+                        "the upstream request was not cancelled after the client left")
+        self.assertLess(rec.peer_closed_at - closed_at, 3.0)
+        self.assertLess(len(rec.events_sent), 100)
+        u = self.ws.wait_usage_record(req_id)
+        self.assertEqual(u["status"], 499)
+        self.assertHealthy()
+
+
+# ---------------------------------------------------------------------------
+class MockProviderTest(ServeCase):
+    with_fake = False
+
+    @classmethod
+    def provision(cls):
+        cls.ws.connection("demo", "mock")
+        cls.ws.model("echo", "echo-1", "demo")
+        cls.key, _ = cls.ws.vkey("mocker", conn_id=["demo"])
+
+    def test_echo_with_usage(self):
+        req_id = rid("echo")
+        body = {"model": "echo", "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "the quick brown fox"}]}
+        r = self.serve.post("/v1/chat/completions", body, key=self.key,
+                            headers={"x-request-id": req_id})
+        self.assertEqual(r.status, 200, r.body)
+        out = r.json()
+        self.assertEqual(out["object"], "chat.completion")
+        self.assertEqual(out["model"], "echo-1")
+        self.assertEqual(out["choices"][0]["message"],
+                         {"role": "assistant", "content": "the quick brown fox",
+                          "refusal": None})
+        self.assertEqual(out["choices"][0]["finish_reason"], "stop")
+        self.assertEqual(out["usage"], {"prompt_tokens": 6, "completion_tokens": 4,
+                                        "total_tokens": 10})
+        self.assertEqual(r.header("x-request-id"), req_id)
+        u = self.ws.wait_usage_record(req_id)
+        self.assertEqual((u["status"], u["prompt_tokens"], u["completion_tokens"], u["conn_name"]),
+                         (200, 6, 4, "demo"))
+
+    def test_stream_word_by_word(self):
+        req_id = rid("mockstream")
+        s = self.serve.stream("/v1/chat/completions",
+                              chat_body("echo", "one two three", stream=True,
+                                        stream_options={"include_usage": True}),
+                              key=self.key, headers={"x-request-id": req_id})
+        try:
+            self.assertEqual(s.status, 200)
+            self.assertTrue(s.headers["content-type"].startswith("text/event-stream"))
+            data = s.read_all()
+        finally:
+            s.close()
+        self.assertEqual(data[-1], "[DONE]")
+        events = [json.loads(d) for d in data[:-1]]
+        for e in events:
+            self.assertEqual(e["object"], "chat.completion.chunk")
+        self.assertEqual(events[0]["choices"][0]["delta"]["role"], "assistant")
+        deltas = [e["choices"][0]["delta"].get("content") for e in events[1:4]]
+        self.assertEqual(deltas, ["one", " two", " three"])
+        self.assertEqual(events[4]["choices"][0]["finish_reason"], "stop")
+        self.assertEqual(events[5]["choices"], [])
+        self.assertEqual(events[5]["usage"]["prompt_tokens"], 3)
+        self.assertEqual(events[5]["usage"]["completion_tokens"], 3)
+        self.assertEqual(len(events), 6)
+        u = self.ws.wait_usage_record(req_id)
+        self.assertEqual((u["status"], u["prompt_tokens"], u["completion_tokens"]), (200, 3, 3))
+
+    def test_stream_without_usage_request_has_no_usage_chunk(self):
+        req_id = rid("mocknousage")
+        s = self.serve.stream("/v1/chat/completions", chat_body("echo", "a b", stream=True),
+                              key=self.key, headers={"x-request-id": req_id})
+        try:
+            data = s.read_all()
+        finally:
+            s.close()
+        self.assertEqual(data[-1], "[DONE]")
+        for d in data[:-1]:
+            self.assertNotEqual(json.loads(d)["choices"], [])
+        u = self.ws.wait_usage_record(req_id)
+        self.assertEqual((u["prompt_tokens"], u["completion_tokens"]), (2, 2))
+
+    def test_completions(self):
+        req_id = rid("mockcomp")
+        r = self.serve.post("/v1/completions", {"model": "echo", "prompt": "say this please"},
+                            key=self.key, headers={"x-request-id": req_id})
+        self.assertEqual(r.status, 200, r.body)
+        out = r.json()
+        self.assertEqual(out["object"], "text_completion")
+        self.assertEqual(out["choices"][0]["text"], "say this please")
+        self.assertEqual(out["usage"]["prompt_tokens"], 3)
+        u = self.ws.wait_usage_record(req_id)
+        self.assertEqual((u["status"], u["prompt_tokens"], u["completion_tokens"]), (200, 3, 3))
+
+    def test_embeddings(self):
+        req_id = rid("mockemb")
+        r = self.serve.post("/v1/embeddings", {"model": "echo", "input": ["a b", "c", "a b"]},
+                            key=self.key, headers={"x-request-id": req_id})
+        self.assertEqual(r.status, 200, r.body)
+        out = r.json()
+        self.assertEqual(out["object"], "list")
+        self.assertEqual([d["index"] for d in out["data"]], [0, 1, 2])
+        for d in out["data"]:
+            self.assertEqual(d["object"], "embedding")
+            self.assertTrue(d["embedding"])
+            self.assertTrue(all(isinstance(x, float) for x in d["embedding"]))
+        self.assertEqual(out["data"][0]["embedding"], out["data"][2]["embedding"])
+        self.assertNotEqual(out["data"][0]["embedding"], out["data"][1]["embedding"])
+        self.assertEqual(out["usage"], {"prompt_tokens": 5, "total_tokens": 5})
+        u = self.ws.wait_usage_record(req_id)
+        self.assertEqual((u["status"], u["prompt_tokens"], u["completion_tokens"]), (200, 5, 0))
+        # A single string input works too.
+        r = self.serve.post("/v1/embeddings", {"model": "echo", "input": "solo"}, key=self.key)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(len(r.json()["data"]), 1)
+
+
+# ---------------------------------------------------------------------------
+MASTER_FLAG = "sk-master-from-flag-0001"
+MASTER_ENV = "sk-master-from-env-0002"
+
+
+class AuthTest(ServeCase):
+    serve_args = ("--master-key", MASTER_FLAG)
+
+    @classmethod
+    def provision(cls):
+        ws = cls.ws
+        ws.connection("demo", "mock")
+        ws.connection("up", "openai", endpoint=cls.fake.base_url + "/v1", api_key=UPSTREAM_KEY)
+        ws.model("echo", "echo-1", "demo")
+        ws.model("secret-model", "secret-1", "demo")
+        ws.model("gpt", "gpt-remote", "up")
+        cls.good, _ = ws.vkey("good", model_id=["echo"], key="sk-good-key-000000001")
+        cls.disabled, _ = ws.vkey("disabled", model_id=["echo"], key="sk-disabled-key-00002")
+        ws.cli("vkey", "disable", "disabled")
+        cls.expired, _ = ws.vkey("expired", model_id=["echo"], key="sk-expired-key-000003")
+        ws.cli("vkey", "update", "expired", "--expires", "2020-01-01")
+        cls.connkey, _ = ws.vkey("connkey", conn_id=["up"])
+        cls.modelonly, _ = ws.vkey("modelonly", model_id=["gpt"])
+
+    def chat(self, model="echo", key=None, headers=None):
+        return self.serve.post("/v1/chat/completions", chat_body(model), key=key,
+                               headers=headers)
+
+    def test_missing_key(self):
+        err = self.assertOpenAIError(self.chat(), 401, "invalid_request_error", "invalid_api_key")
+        self.assertIn("no API key", err["message"])
+
+    def test_unknown_key(self):
+        err = self.assertOpenAIError(self.chat(key="sk-not-a-real-key"), 401,
+                                     "invalid_request_error", "invalid_api_key")
+        self.assertIn("incorrect API key", err["message"])
+        # A prefix/suffix of a real key is not the key.
+        self.assertOpenAIError(self.chat(key=self.good[:-1]), 401, code="invalid_api_key")
+        self.assertOpenAIError(self.chat(key=self.good + "x"), 401, code="invalid_api_key")
+
+    def test_disabled_key(self):
+        err = self.assertOpenAIError(self.chat(key=self.disabled), 401, code="invalid_api_key")
+        self.assertIn("disabled", err["message"])
+
+    def test_expired_key(self):
+        err = self.assertOpenAIError(self.chat(key=self.expired), 401, code="invalid_api_key")
+        self.assertIn("expired", err["message"])
+
+    def test_valid_key_in_each_header(self):
+        self.assertEqual(self.chat(key=self.good).status, 200)
+        r = self.chat(headers={"x-api-key": self.good})
+        self.assertEqual(r.status, 200, r.body)
+        r = self.chat(headers={"api-key": self.good})
+        self.assertEqual(r.status, 200, r.body)
+        r = self.chat(headers={"Authorization": "bearer " + self.good})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertOpenAIError(self.chat(headers={"x-api-key": "sk-wrong"}), 401)
+
+    def test_model_without_assignment_is_forbidden(self):
+        err = self.assertOpenAIError(self.chat("secret-model", key=self.good), 403,
+                                     "permission_error", param="model")
+        self.assertIn("secret-model", err["message"])
+
+    def test_unknown_model(self):
+        err = self.assertOpenAIError(self.chat("no-such-model", key=self.good), 404,
+                                     "invalid_request_error", "model_not_found", "model")
+        self.assertIn("no-such-model", err["message"])
+        self.assertOpenAIError(self.chat("nosuchconn/some-model", key=self.good), 404,
+                               code="model_not_found")
+
+    def test_master_key_flag_may_use_every_model(self):
+        req_id = rid("master")
+        for model in ("echo", "secret-model", "gpt", "demo/anything", "up/gpt-4.1-nano"):
+            r = self.chat(model, key=MASTER_FLAG, headers={"x-request-id": req_id + model})
+            self.assertEqual(r.status, 200, (model, r.body))
+        rec = self.fake.wait_for_request(lambda q: q.model == "gpt-4.1-nano")
+        self.assertEqual(rec.header("authorization"), "Bearer " + UPSTREAM_KEY)
+        assert_no_secret(self, rec, MASTER_FLAG)
+        u = self.ws.wait_usage_record(req_id + "secret-model")
+        self.assertEqual(u["vkey_name"], "master")
+        self.assertEqual(u["status"], 200)
+        models = self.serve.get("/v1/models", key=MASTER_FLAG).json()["data"]
+        self.assertEqual(sorted(m["id"] for m in models), ["echo", "gpt", "secret-model"])
+
+    def test_master_key_from_env(self):
+        serve = Serve(self.ws, env={"MASTER_KEY": MASTER_ENV})
+        try:
+            r = serve.post("/v1/chat/completions", chat_body("secret-model"), key=MASTER_ENV)
+            self.assertEqual(r.status, 200, r.body)
+            self.assertOpenAIError(serve.post("/v1/chat/completions", chat_body("echo"),
+                                              key=MASTER_FLAG), 401)
+        finally:
+            self.assertEqual(serve.stop(), 0, serve.stderr())
+        # Without either, there is no master key.
+        serve = Serve(self.ws)
+        try:
+            self.assertOpenAIError(serve.post("/v1/chat/completions", chat_body("echo"),
+                                              key=MASTER_ENV), 401)
+        finally:
+            self.assertEqual(serve.stop(), 0, serve.stderr())
+
+    def test_connection_addressing(self):
+        r = self.chat("up/gpt-4.1-mini", key=self.connkey)
+        self.assertEqual(r.status, 200, r.body)
+        rec = self.fake.wait_for_request(lambda q: q.model == "gpt-4.1-mini")
+        self.assertEqual(rec.path, "/v1/chat/completions")
+        assert_no_secret(self, rec, self.connkey)
+        # A model-level grant does not open the whole connection.
+        err = self.assertOpenAIError(self.chat("up/gpt-remote", key=self.modelonly), 403,
+                                     "permission_error")
+        self.assertIn("up/gpt-remote", err["message"])
+        self.assertEqual(self.chat("gpt", key=self.modelonly).status, 200)
+        # The connection-level key also reaches the connection's aliases.
+        self.assertEqual(self.chat("gpt", key=self.connkey).status, 200)
+        self.assertEqual(len(self.fake.requests("gpt-remote")), 2)
+
+
+# ---------------------------------------------------------------------------
+class LimitsTest(ServeCase):
+    with_fake = False
+
+    @classmethod
+    def provision(cls):
+        cls.ws.connection("demo", "mock")
+        cls.ws.model("echo", "echo-1", "demo")
+        # Keys made before serve starts: polling for a new key would spend its budget.
+        cls.tps_key, _ = cls.ws.vkey("tps5", model_id=["echo"], tps=5)
+        cls.rpm_key, _ = cls.ws.vkey("rpm3", model_id=["echo"], rpm=3)
+
+    def raw_request(self, key, text="hi"):
+        body = json.dumps(chat_body("echo", text)).encode()
+        return (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    def assertRateLimited(self, r, type_="rate_limit_exceeded"):
+        self.assertOpenAIError(r, 429, type_, type_)
+        retry = r.header("retry-after")
+        self.assertIsNotNone(retry, r.headers)
+        self.assertGreaterEqual(int(retry), 1)
+
+    def test_tps_admits_exactly_the_burst(self):
+        payload = self.raw_request(self.tps_key)
+        socks = [socket.create_connection(("127.0.0.1", self.serve.port), timeout=10)
+                 for _ in range(20)]
+        try:
+            for s in socks:  # all at once: the bucket refills one token per 200 ms
+                s.sendall(payload)
+            results = []
+            for s in socks:
+                resp = http.client.HTTPResponse(s)
+                resp.begin()
+                results.append(read_response(resp))
+        finally:
+            for s in socks:
+                s.close()
+        ok = [r for r in results if r.status == 200]
+        refused = [r for r in results if r.status != 200]
+        self.assertEqual(len(ok), 5, [r.status for r in results])
+        self.assertEqual(len(refused), 15)
+        for r in refused:
+            self.assertRateLimited(r)
+        self.assertEqual(ok[0].header("x-ratelimit-limit-requests"), "5")
+
+    def test_rpm(self):
+        key = self.rpm_key
+        for i in range(3):
+            r = self.serve.post("/v1/chat/completions", chat_body("echo"), key=key)
+            self.assertEqual(r.status, 200, (i, r.body))
+            self.assertEqual(r.header("x-ratelimit-limit-requests"), "3")
+            self.assertEqual(r.header("x-ratelimit-remaining-requests"), str(2 - i))
+        r = self.serve.post("/v1/chat/completions", chat_body("echo"), key=key)
+        self.assertRateLimited(r)
+        self.assertGreaterEqual(int(r.header("retry-after")), 15)  # a token every 20 s
+        self.assertIn("per minute", r.json()["error"]["message"])
+
+    def test_token_window_survives_restart(self):
+        key, v = self.ws.vkey("tokens", model_id=["echo"], token_limit=10, token_window="day")
+        serve = Serve(self.ws)
+        try:
+            req_id = rid("tok")
+            # The mock counts words: 6 prompt + 6 completion tokens.
+            r = serve.post("/v1/chat/completions", chat_body("echo", "a b c d e f"), key=key,
+                           headers={"x-request-id": req_id})
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual(r.header("x-ratelimit-limit-tokens"), "10")
+            self.assertEqual(r.header("x-ratelimit-remaining-tokens"), "10")
+            r = serve.post("/v1/chat/completions", chat_body("echo", "again"), key=key)
+            self.assertRateLimited(r, "tokens_exceeded")
+            self.assertEqual(r.header("x-ratelimit-remaining-tokens"), "0")
+        finally:
+            self.assertEqual(serve.stop(), 0, serve.stderr())
+        u = self.ws.wait_usage_record(req_id)
+        self.assertEqual(u["prompt_tokens"] + u["completion_tokens"], 12)
+        serve = Serve(self.ws)
+        try:
+            r = serve.post("/v1/chat/completions", chat_body("echo", "after restart"), key=key)
+            self.assertRateLimited(r, "tokens_exceeded")
+            # Another key's window is untouched.
+            other, _ = self.ws.vkey("tokens-other", model_id=["echo"], token_limit=10)
+            r = wait_until(lambda: (lambda x: x if x.status != 401 else None)(
+                serve.post("/v1/chat/completions", chat_body("echo"), key=other)),
+                RELOAD_DEADLINE + 1, message="the new key to be loaded")
+            self.assertEqual(r.status, 200, r.body)
+        finally:
+            self.assertEqual(serve.stop(), 0, serve.stderr())
+
+
+# ---------------------------------------------------------------------------
+class ErrorsTest(ServeCase):
+    serve_args = ("--max-body", "4096")
+
+    @classmethod
+    def provision(cls):
+        ws, fake = cls.ws, cls.fake
+        base = fake.base_url + "/v1"
+        ws.connection("up", "openai", endpoint=base, api_key=UPSTREAM_KEY)
+        ws.connection("slowconn", "openai", endpoint=base, api_key=UPSTREAM_KEY, timeout=0.5)
+        ws.connection("dead", "openai", endpoint=f"http://127.0.0.1:{closed_port()}/v1",
+                      api_key=UPSTREAM_KEY)
+        cls.err400 = fo.error_obj("Invalid 'messages[0].role': did not expect 'robot'.",
+                                  "invalid_request_error", "messages[0].role", "invalid_value")
+        cls.err429 = fo.error_obj("Rate limit reached for gpt-4o-mini in organization org-x on "
+                                  "requests per min (RPM): Limit 3, Used 3, Requested 1.",
+                                  "requests", None, "rate_limit_exceeded")
+        cls.err500 = fo.error_obj("The server had an error while processing your request.",
+                                  "server_error")
+        cls.err401 = fo.error_obj("Incorrect API key provided: sk-upstr***42.",
+                                  "invalid_request_error", None, "invalid_api_key")
+        fake.on("r-400", fo.json_error(400, cls.err400))
+        fake.on("r-429", fo.json_error(429, cls.err429, [("Retry-After", "7")]))
+        fake.on("r-500", fo.json_error(500, cls.err500))
+        fake.on("r-401", fo.json_error(401, cls.err401))
+        fake.on("r-503", fo.raw_reply(503, "upstream connect error or disconnect/reset before "
+                                      "headers. reset reason: overflow", "text/plain"))
+        fake.on("r-slow", fo.slow(5.0))
+        for alias in ("400", "429", "500", "401", "503"):
+            ws.model("e" + alias, "r-" + alias, "up")
+        ws.model("gpt", "gpt-remote", "up")
+        ws.model("slow", "r-slow", "slowconn")
+        ws.model("dead", "r-dead", "dead")
+        cls.key, _ = ws.vkey("errs", conn_id=["up", "slowconn", "dead"])
+
+    def post(self, body, req_id, path="/v1/chat/completions"):
+        return self.serve.post(path, body, key=self.key, headers={"x-request-id": req_id})
+
+    def assertRecorded(self, req_id, status):
+        u = self.ws.wait_usage_record(req_id)
+        self.assertEqual(u["status"], status, u)
+        return u
+
+    def test_malformed_json(self):
+        req_id = rid("badjson")
+        before = len(self.fake.requests())
+        r = self.post('{"model": "gpt", "messages": [', req_id)
+        self.assertOpenAIError(r, 400, "invalid_request_error")
+        r2 = self.post("[1, 2, 3]", rid("array"))
+        self.assertOpenAIError(r2, 400, "invalid_request_error")
+        self.assertRecorded(req_id, 400)
+        self.assertEqual(len(self.fake.requests()), before)  # nothing went upstream
+        self.assertHealthy()
+
+    def test_missing_model(self):
+        req_id = rid("nomodel")
+        r = self.post({"messages": [{"role": "user", "content": "x"}]}, req_id)
+        self.assertOpenAIError(r, 400, "invalid_request_error", param="model")
+        r = self.post({"model": "", "messages": []}, rid("emptymodel"))
+        self.assertOpenAIError(r, 400, param="model")
+        self.assertRecorded(req_id, 400)
+
+    def test_missing_messages(self):
+        req_id = rid("nomsgs")
+        before = len(self.fake.requests())
+        r = self.post({"model": "gpt"}, req_id)
+        self.assertOpenAIError(r, 400, "invalid_request_error", param="messages")
+        r = self.post({"model": "gpt", "messages": "hello"}, rid("strmsgs"))
+        self.assertOpenAIError(r, 400, param="messages")
+        r = self.post({"model": "gpt"}, rid("noprompt"), path="/v1/completions")
+        self.assertOpenAIError(r, 400, param="prompt")
+        r = self.post({"model": "gpt"}, rid("noinput"), path="/v1/embeddings")
+        self.assertOpenAIError(r, 400, param="input")
+        self.assertRecorded(req_id, 400)
+        self.assertEqual(len(self.fake.requests()), before)
+
+    def test_body_too_large(self):
+        body = json.dumps(chat_body("gpt", "x" * 6000)).encode()
+        head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Bearer {self.key}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        with socket.create_connection(("127.0.0.1", self.serve.port), timeout=10) as s:
+            s.sendall(head + body)
+            resp = http.client.HTTPResponse(s)
+            resp.begin()
+            r = read_response(resp)
+        self.assertOpenAIError(r, 413, "invalid_request_error")
+        self.assertIn("4096", r.json()["error"]["message"])
+        # Just under the limit is fine.
+        ok = self.serve.post("/v1/chat/completions", chat_body("gpt", "x" * 3900), key=self.key)
+        self.assertEqual(ok.status, 200, ok.body)
+        self.assertHealthy()
+
+    def test_method_and_url_errors(self):
+        r = self.serve.get("/v1/chat/completions", key=self.key)
+        self.assertOpenAIError(r, 405, "invalid_request_error")
+        r = self.serve.post("/v1/nothing-here", chat_body("gpt"), key=self.key)
+        self.assertOpenAIError(r, 404, "invalid_request_error")
+
+    def _assert_passthrough(self, alias, status, err):
+        req_id = rid(alias)
+        r = self.post(chat_body(alias), req_id)
+        self.assertEqual(r.status, status, r.body)
+        self.assertEqual(r.body, json.dumps(err).encode())
+        self.assertEqual(r.header("x-request-id"), req_id)
+        self.assertRecorded(req_id, status)
+        self.assertHealthy()
+        return r
+
+    def test_upstream_400_passes_through(self):
+        self._assert_passthrough("e400", 400, self.err400)
+
+    def test_upstream_429_passes_through(self):
+        self._assert_passthrough("e429", 429, self.err429)
+
+    def test_upstream_429_keeps_retry_after(self):
+        r = self.post(chat_body("e429"), rid("e429ra"))
+        self.assertEqual(r.status, 429, r.body)
+        self.assertEqual(r.header("retry-after"), "7",
+                         "the upstream's Retry-After was dropped: SDKs back off blindly")
+
+    def test_upstream_500_passes_through(self):
+        self._assert_passthrough("e500", 500, self.err500)
+
+    def test_upstream_401_is_a_bad_gateway(self):
+        req_id = rid("e401")
+        r = self.post(chat_body("e401"), req_id)
+        err = self.assertOpenAIError(r, 502, "upstream_auth_error")
+        self.assertIn("'up'", err["message"])
+        self.assertNotIn(UPSTREAM_KEY, r.body.decode())
+        self.assertRecorded(req_id, 502)
+        self.assertHealthy()
+
+    def test_upstream_non_json_503(self):
+        req_id = rid("e503")
+        r = self.post(chat_body("e503"), req_id)
+        err = self.assertOpenAIError(r, 503, "upstream_error")
+        self.assertIn("upstream connect error", err["message"])
+        self.assertIn("'up'", err["message"])
+        self.assertRecorded(req_id, 503)
+        self.assertHealthy()
+
+    def test_upstream_refusing_connections(self):
+        req_id = rid("dead")
+        r = self.post(chat_body("dead"), req_id)
+        err = self.assertOpenAIError(r, 502, "upstream_error", "upstream_unavailable")
+        self.assertIn("'dead'", err["message"])
+        self.assertRecorded(req_id, 502)
+        self.assertHealthy()
+
+    def test_upstream_timeout(self):
+        req_id = rid("slow")
+        t0 = time.monotonic()
+        r = self.post(chat_body("slow"), req_id)
+        elapsed = time.monotonic() - t0
+        self.assertOpenAIError(r, 504, "upstream_timeout", "upstream_timeout")
+        self.assertGreaterEqual(elapsed, 0.45)
+        self.assertLess(elapsed, 3.0)
+        rec = self.fake.wait_for_request(lambda q: q.model == "r-slow")
+        self.assertTrue(rec.peer_closed.wait(3.0), "the timed-out upstream request was not closed")
+        self.assertRecorded(req_id, 504)
+        self.assertHealthy()
+
+
+# ---------------------------------------------------------------------------
+class ReloadTest(ServeCase):
+    """CLI changes reach a running server within 2 s, without a restart."""
+
+    with_fake = False
+
+    @classmethod
+    def provision(cls):
+        cls.ws.connection("demo", "mock")
+        cls.ws.model("echo", "echo-1", "demo")
+        cls.ws.model("doomed", "doomed-1", "demo")
+        cls.ws.vkey("seed", model_id=["echo"])
+
+    def chat(self, key, model="echo"):
+        return self.serve.post("/v1/chat/completions", chat_body(model), key=key)
+
+    def await_change(self, pred, what):
+        t0 = time.monotonic()
+        wait_until(pred, RELOAD_DEADLINE, message=what)
+        return time.monotonic() - t0
+
+    def test_new_key_works(self):
+        key, _ = self.ws.vkey("newcomer", model_id=["echo"])
+        self.await_change(lambda: self.chat(key).status == 200, "the new key to work")
+
+    def test_disabled_key_is_refused(self):
+        key, _ = self.ws.vkey("leaving", model_id=["echo"])
+        self.await_change(lambda: self.chat(key).status == 200, "the new key to work")
+        self.ws.cli("vkey", "disable", "leaving")
+        self.await_change(lambda: self.chat(key).status == 401, "the disabled key to be refused")
+        self.assertIn("disabled", self.chat(key).json()["error"]["message"])
+
+    def test_new_limit_applies(self):
+        key, v = self.ws.vkey("limitme", model_id=["echo"])
+        self.await_change(lambda: self.chat(key).status == 200, "the new key to work")
+        for _ in range(3):
+            self.assertEqual(self.chat(key).status, 200)
+        self.ws.cli("assignment", "update", v["assignments"][0]["id"], "--rpm", "1")
+        self.await_change(lambda: self.chat(key).status == 429, "the new rpm limit to apply")
+        r = self.chat(key)
+        self.assertEqual(r.status, 429)
+        self.assertEqual(r.json()["error"]["type"], "rate_limit_exceeded")
+
+    def test_removed_model_is_unknown(self):
+        key, _ = self.ws.vkey("doomer", model_id=["doomed"])
+        self.await_change(lambda: self.chat(key, "doomed").status == 200, "the new key to work")
+        self.ws.cli("model", "remove", "doomed", "--force")
+        self.await_change(lambda: self.chat(key, "doomed").status == 404,
+                          "the removed model to be unknown")
+        self.assertEqual(self.chat(key, "doomed").json()["error"]["code"], "model_not_found")
+
+
+# ---------------------------------------------------------------------------
+class DrainTest(unittest.TestCase):
+    def setUp(self):
+        self.ws = Workspace()
+        self.addCleanup(self.ws.cleanup)
+        self.fake = fo.FakeOpenAI().start()
+        self.addCleanup(self.fake.stop)
+        self.ws.connection("up", "openai", endpoint=self.fake.base_url + "/v1",
+                           api_key=UPSTREAM_KEY)
+        self.fake.on("r-drain", fo.sse_reply(pieces=[f"d{i}" for i in range(20)], interval=0.05,
+                                             usage=(30, 20)))
+        self.ws.model("drain", "r-drain", "up")
+        self.key, _ = self.ws.vkey("drainer", model_id=["drain"])
+        self.serve = Serve(self.ws)
+        self.addCleanup(self.serve.kill)
+
+    def test_sigterm_lets_a_running_stream_finish(self):
+        req_id = rid("drain")
+        s = self.serve.stream("/v1/chat/completions", chat_body("drain", stream=True),
+                              key=self.key, headers={"x-request-id": req_id})
+        try:
+            self.assertEqual(s.status, 200)
+            it = s.events()
+            next(it)  # the stream is under way
+            rec = self.fake.wait_for_request(lambda q: q.model == "r-drain")
+            self.serve.terminate()
+            wait_until(lambda: refuses_connections(self.serve.port), 2.0,
+                       message="new connections to be refused after SIGTERM")
+            self.assertFalse(rec.finished.is_set(), "the stream ended before the check")
+            for _ in it:
+                pass
+            self.assertIsNone(s.error)
+        finally:
+            s.close()
+        data = [d for _, d in s.received]
+        self.assertEqual(data[-1], "[DONE]")
+        self.assertEqual([json.loads(d) for d in data[:-1]],
+                         [json.loads(e) for e in rec.planned_events[:-1]])
+        self.assertEqual(self.serve.wait(15), 0, self.serve.stderr())
+        u = self.ws.wait_usage_record(req_id, timeout=1.0)
+        self.assertEqual((u["status"], u["prompt_tokens"], u["completion_tokens"]), (200, 30, 20))
+
+    def test_idle_server_exits_at_once(self):
+        # An idle keep-alive client does not hold the drain up.
+        conn = http.client.HTTPConnection("127.0.0.1", self.serve.port, timeout=10)
+        try:
+            self.assertEqual(request(self.serve.port, "GET", "/health", conn=conn).status, 200)
+            t0 = time.monotonic()
+            self.serve.terminate()
+            self.assertEqual(self.serve.wait(15), 0, self.serve.stderr())
+            self.assertLess(time.monotonic() - t0, 2.0)
+        finally:
+            conn.close()
+
+    def test_sigterm_right_after_the_startup_line(self):
+        # The startup line tells a supervisor the server is up; a SIGTERM sent
+        # right then must still drain and exit 0, not kill the process.
+        self.serve.stop()
+        codes = []
+        for _ in range(10):
+            p = subprocess.Popen([BIN, "--db", self.ws.db, "serve", "--listen", "127.0.0.1:0",
+                                  "--threads", "2"], stderr=subprocess.PIPE, env=base_env())
+            try:
+                for line in p.stderr:
+                    if line.startswith(b"llm-proxy: listening on"):
+                        p.send_signal(signal.SIGTERM)
+                        break
+                p.stderr.read()
+                codes.append(p.wait(15))
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+                p.stderr.close()
+        self.assertEqual(codes, [0] * 10)
+
+
+class GraceTest(unittest.TestCase):
+    def setUp(self):
+        self.ws = Workspace()
+        self.addCleanup(self.ws.cleanup)
+        self.fake = fo.FakeOpenAI().start()
+        self.addCleanup(self.fake.stop)
+        self.ws.connection("up", "openai", endpoint=self.fake.base_url + "/v1",
+                           api_key=UPSTREAM_KEY)
+        self.fake.on("r-endless", fo.sse_reply(pieces=[f"e{i}" for i in range(400)],
+                                               interval=0.05))
+        self.ws.model("endless", "r-endless", "up")
+        self.key, _ = self.ws.vkey("graceful", model_id=["endless"])
+
+    def cut_stream(self, grace):
+        serve = Serve(self.ws, "--grace", grace)
+        self.addCleanup(serve.kill)
+        req_id = rid("grace")
+        s = serve.stream("/v1/chat/completions", chat_body("endless", stream=True),
+                         key=self.key, headers={"x-request-id": req_id})
+        try:
+            it = s.events()
+            next(it)
+            t0 = time.monotonic()
+            serve.terminate()
+            self.assertEqual(serve.wait(15), 0, serve.stderr())
+            elapsed = time.monotonic() - t0
+            for _ in it:
+                pass
+        finally:
+            s.close()
+        self.assertNotIn("[DONE]", [d for _, d in s.received])
+        u = self.ws.wait_usage_record(req_id, timeout=1.0)
+        self.assertEqual(u["status"], 499)
+        self.assertIn("1 requests cut at the grace period", serve.stderr())
+        return elapsed
+
+    def test_stream_cut_at_the_grace_period(self):
+        elapsed = self.cut_stream("1")
+        self.assertGreaterEqual(elapsed, 0.9)
+        self.assertLess(elapsed, 5.0)
+
+    def test_fractional_grace_period(self):
+        elapsed = self.cut_stream("1.5")
+        self.assertGreaterEqual(elapsed, 1.4, "--grace 1.5 was not honoured")
+        self.assertLess(elapsed, 5.0)
+
+
+# ---------------------------------------------------------------------------
+class TlsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.ws = Workspace()
+        cls.addClassCleanup(cls.ws.cleanup)
+        cls.certs = fo.make_certificates(cls.ws.dir)
+        cls.fake = fo.FakeOpenAI(tls_cert=cls.certs["server"],
+                                 tls_key=cls.certs["server_key"]).start()
+        cls.addClassCleanup(cls.fake.stop)
+        assert cls.fake.base_url.startswith("https://")
+        cls.ws.connection("secure", "openai", endpoint=cls.fake.base_url + "/v1",
+                          api_key=UPSTREAM_KEY)
+        cls.ws.model("tls", "tls-remote", "secure")
+        cls.key, _ = cls.ws.vkey("tlsclient", model_id=["tls"])
+
+    def test_trusted_ca(self):
+        serve = Serve(self.ws, env={"SSL_CERT_FILE": self.certs["ca"]})
+        try:
+            r = serve.post("/v1/chat/completions", chat_body("tls", "over tls"), key=self.key)
+            self.assertEqual(r.status, 200, r.body)
+            self.assertEqual(r.json()["choices"][0]["message"]["content"], "over tls")
+            rec = self.fake.wait_for_request(lambda q: q.model == "tls-remote")
+            self.assertEqual(rec.header("authorization"), "Bearer " + UPSTREAM_KEY)
+            s = serve.stream("/v1/chat/completions", chat_body("tls", stream=True), key=self.key)
+            try:
+                data = s.read_all()
+            finally:
+                s.close()
+            self.assertEqual(data[-1], "[DONE]")
+            self.assertEqual(len(data), 7)
+        finally:
+            self.assertEqual(serve.stop(), 0, serve.stderr())
+
+    def test_untrusted_ca_is_a_bad_gateway(self):
+        serve = Serve(self.ws, env={"SSL_CERT_FILE": self.certs["other-ca"]})
+        try:
+            before = len(self.fake.requests())
+            req_id = rid("untrusted")
+            r = serve.post("/v1/chat/completions", chat_body("tls", "nope"), key=self.key,
+                           headers={"x-request-id": req_id})
+            self.assertEqual(r.status, 502, r.body)
+            err = r.json()["error"]
+            self.assertEqual(err["type"], "upstream_error")
+            self.assertIn("'secure'", err["message"])
+            self.assertTrue(self.fake.tls_failures.wait(2.0))
+            self.assertEqual(len(self.fake.requests()), before)  # nothing was sent
+            u = self.ws.wait_usage_record(req_id)
+            self.assertEqual(u["status"], 502)
+        finally:
+            self.assertEqual(serve.stop(), 0, serve.stderr())
+
+
+def test_classes():
+    return sorted(name for name, obj in globals().items()
+                  if isinstance(obj, type) and issubclass(obj, unittest.TestCase)
+                  and unittest.defaultTestLoader.getTestCaseNames(obj))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--expect-classes"]:
+        # CTest registers one test per class; fail if the two lists drift apart.
+        registered, present = sorted(sys.argv[2:]), test_classes()
+        if registered != present:
+            sys.exit(f"tests/CMakeLists.txt registers {registered}, test_serve.py has {present}")
+        sys.exit(0)
+    if not os.access(BIN, os.X_OK):
+        sys.exit(f"llm-proxy binary not found at {BIN} (set LLM_PROXY_BIN)")
+    unittest.main(verbosity=2)
