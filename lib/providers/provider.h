@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -53,6 +54,7 @@ struct Reply {
   std::string content_type = "application/json";
   std::string body;
   Usage usage;
+  std::vector<std::pair<std::string, std::string>> headers;  // e.g. Retry-After
 };
 
 // Turns the upstream's streamed body into what the client receives, fed in
@@ -99,7 +101,17 @@ class Adapter {
   virtual Reply translate_reply(const InboundRequest& in, int status,
                                 std::string body) const = 0;
   virtual std::unique_ptr<StreamTranslator> stream_translator(const InboundRequest& in) const = 0;
+  // A non-2xx upstream reply → OpenAI's error shape with a faithful status.
+  // (401/403, the provider refusing the connection's own key, never get
+  // here: the server answers those itself.) The default passes OpenAI-shaped
+  // errors through and wraps anything else.
+  virtual Reply map_error(const Connection& connection, int status, std::string body) const;
 };
+
+// {"error":{"message","type","param","code"}}.
+std::string openai_error_body(std::string_view message, std::string_view type,
+                              std::optional<std::string_view> code = std::nullopt,
+                              std::optional<std::string_view> param = std::nullopt);
 
 // Null for provider types this build cannot translate yet.
 const Adapter* adapter_for(Provider provider);

@@ -1,18 +1,13 @@
 #include "lib/server/respond.h"
 
-#include "lib/util/json_scan.h"
+#include "lib/providers/provider.h"
 
 namespace llmproxy::server {
 
 std::string error_body(std::string_view message, std::string_view type,
                        std::optional<std::string_view> code,
                        std::optional<std::string_view> param) {
-  auto str_or_null = [](const std::optional<std::string_view>& v) {
-    return v ? json_scan::encode_string(*v) : std::string("null");
-  };
-  return "{\"error\":{\"message\":" + json_scan::encode_string(message) +
-         ",\"type\":" + json_scan::encode_string(type) + ",\"param\":" + str_or_null(param) +
-         ",\"code\":" + str_or_null(code) + "}}";
+  return providers::openai_error_body(message, type, code, param);
 }
 
 Response json_response(http::status status, std::string body, bool keep_alive) {

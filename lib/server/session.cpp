@@ -234,29 +234,22 @@ net::awaitable<void> answer_locally(Call& call, const providers::Adapter& adapte
 }
 
 // An upstream's non-2xx reply, in OpenAI's error shape with a faithful status.
-Response upstream_error(Call& call, int status, std::string body) {
-  const std::string& conn = call.route.connection->name;
+Response upstream_error(Call& call, const providers::Adapter& adapter, int status,
+                        std::string body) {
+  const Connection& conn = *call.route.connection;
   if (status == 401 || status == 403) {
     // The provider refused the connection's own credentials: never let the
     // client mistake that for its virtual key being refused.
     return error_response(http::status::bad_gateway,
-                          "the provider refused the credentials of connection '" + conn +
+                          "the provider refused the credentials of connection '" + conn.name +
                               "' (HTTP " + std::to_string(status) + ")",
                           "upstream_auth_error", "upstream_auth_error", call.keep_alive);
   }
-  static constexpr std::string_view kKeys[] = {"error"};
-  json_scan::Span span[1];
-  std::string err;
-  bool openai_shaped = json_scan::scan(body, kKeys, span, err) && span[0].found &&
-                       span[0].in(body).starts_with("{");
-  if (openai_shaped) {
-    return json_response(static_cast<http::status>(status), std::move(body), call.keep_alive);
-  }
-  std::string excerpt = body.substr(0, 200);
-  return error_response(static_cast<http::status>(status),
-                        "connection '" + conn + "' returned HTTP " + std::to_string(status) +
-                            (excerpt.empty() ? "" : ": " + excerpt),
-                        "upstream_error", std::to_string(status), call.keep_alive);
+  providers::Reply r = adapter.map_error(conn, status, std::move(body));
+  Response res = json_response(static_cast<http::status>(r.status), std::move(r.body),
+                               call.keep_alive);
+  for (const auto& [name, value] : r.headers) res.set(name, value);
+  return res;
 }
 
 net::awaitable<void> upstream_failed(Call& call, upstream::Failure f, const std::string& detail,
@@ -372,13 +365,14 @@ net::awaitable<void> forward(Call& call, const providers::Adapter& adapter,
   }
   ex.finish();
   if (status >= 300) {
-    co_await reply(call, upstream_error(call, status, std::move(body)));
+    co_await reply(call, upstream_error(call, adapter, status, std::move(body)));
     co_return;
   }
   providers::Reply r = adapter.translate_reply(in, status, std::move(body));
   Response res = json_response(static_cast<http::status>(r.status), std::move(r.body),
                                call.keep_alive);
   res.set(http::field::content_type, r.content_type);
+  for (const auto& [name, value] : r.headers) res.set(name, value);
   co_await reply(call, std::move(res), r.usage);
 }
 

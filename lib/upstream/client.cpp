@@ -119,12 +119,13 @@ net::awaitable<Failure> Exchange::attempt(const providers::UpstreamRequest& req)
     }
   }
 
-  http::request<http::string_body> out{http::verb::post, req.target, 11};
+  // The body is sent from the caller's buffer, not copied into the message.
+  http::request<http::span_body<const char>> out{http::verb::post, req.target, 11};
   bool default_port = (req.tls && req.port == "443") || (!req.tls && req.port == "80");
   out.set(http::field::host, default_port ? req.host : req.host + ":" + req.port);
   out.set(http::field::user_agent, "llm-proxy/0.1");
   for (const auto& [name, value] : req.headers) out.set(name, value);
-  out.body() = req.body;
+  out.body() = beast::span<const char>(req.body.data(), req.body.size());
   out.keep_alive(true);
   out.prepare_payload();
 

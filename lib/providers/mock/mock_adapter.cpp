@@ -99,7 +99,7 @@ Reply embeddings(const InboundRequest& in, const routing::Route& route) {
               {"data", data},
               {"model", route.remote},
               {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}}}};
-  return {200, "application/json", out.dump(), {tokens, 0, true}};
+  return {200, "application/json", out.dump(), {tokens, 0, true}, {}};
 }
 
 }  // namespace
@@ -133,7 +133,7 @@ Reply MockAdapter::answer(const InboundRequest& in, const routing::Route& route)
                                      {"finish_reason", "stop"}}})},
            {"usage", usage_json(e.prompt_tokens, completion)}};
   }
-  return {200, "application/json", out.dump(), {e.prompt_tokens, completion, true}};
+  return {200, "application/json", out.dump(), {e.prompt_tokens, completion, true}, {}};
 }
 
 std::vector<std::string> MockAdapter::answer_stream(const InboundRequest& in,
