@@ -286,6 +286,17 @@ std::optional<T> first(std::vector<T> v) {
 
 TimeMs stamp(TimeMs t, TimeMs now) { return t ? t : now; }
 
+// Runs a write whose unique-constraint violation means `taken` (a message
+// naming what is already in use) rather than SQLite's own wording.
+void run_unique(Statement& st, const std::string& taken) {
+  try {
+    st.run();
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::kConflict) throw conflict(taken);
+    throw;
+  }
+}
+
 // WHERE clause and parameters shared by list_usage and aggregate_usage.
 struct UsageWhere {
   std::string sql;
@@ -479,13 +490,7 @@ Id SqliteStore::insert_connection(const Connection& c) {
     st.bind_all(c.name, to_string(c.provider), c.endpoint, c.api_version, c.region,
                 c.access_key_id, seal_connection_secrets(box_, c), c.timeout_ms,
                 stamp(c.created_at, now), stamp(c.updated_at, now));
-    try {
-      st.run();
-    } catch (const Error& e) {
-      if (e.kind() == ErrorKind::kConflict)
-        throw conflict("a connection named '" + c.name + "' already exists");
-      throw;
-    }
+    run_unique(st, "a connection named '" + c.name + "' already exists");
     return static_cast<Id>(sqlite3_last_insert_rowid(db_));
   });
 }
@@ -499,13 +504,7 @@ void SqliteStore::update_connection(const Connection& c) {
                  "WHERE id = ?");
     st.bind_all(c.name, to_string(c.provider), c.endpoint, c.api_version, c.region,
                 c.access_key_id, seal_connection_secrets(box_, c), c.timeout_ms, now_ms(), c.id);
-    try {
-      st.run();
-    } catch (const Error& e) {
-      if (e.kind() == ErrorKind::kConflict)
-        throw conflict("a connection named '" + c.name + "' already exists");
-      throw;
-    }
+    run_unique(st, "a connection named '" + c.name + "' already exists");
     if (sqlite3_changes(db_) == 0) throw not_found("connection " + std::to_string(c.id));
   });
 }
@@ -549,13 +548,7 @@ Id SqliteStore::insert_model(const ProviderModel& m) {
                  "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
     st.bind_all(m.name, m.remote, m.conn_id, m.input_price, m.output_price,
                 stamp(m.created_at, now), stamp(m.updated_at, now));
-    try {
-      st.run();
-    } catch (const Error& e) {
-      if (e.kind() == ErrorKind::kConflict)
-        throw conflict("a model named '" + m.name + "' already exists");
-      throw;
-    }
+    run_unique(st, "a model named '" + m.name + "' already exists");
     return static_cast<Id>(sqlite3_last_insert_rowid(db_));
   });
 }
@@ -567,13 +560,7 @@ void SqliteStore::update_model(const ProviderModel& m) {
                  "UPDATE models SET name = ?, remote = ?, conn_id = ?, input_price = ?, "
                  "output_price = ?, updated_at = ? WHERE id = ?");
     st.bind_all(m.name, m.remote, m.conn_id, m.input_price, m.output_price, now_ms(), m.id);
-    try {
-      st.run();
-    } catch (const Error& e) {
-      if (e.kind() == ErrorKind::kConflict)
-        throw conflict("a model named '" + m.name + "' already exists");
-      throw;
-    }
+    run_unique(st, "a model named '" + m.name + "' already exists");
     if (sqlite3_changes(db_) == 0) throw not_found("model " + std::to_string(m.id));
   });
 }
@@ -619,13 +606,7 @@ Id SqliteStore::insert_vkey(const VirtualKey& k) {
                  "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
     st.bind_all(k.name, k.key_hash, k.key_hint, k.enabled, k.expires_at, stamp(k.created_at, now),
                 stamp(k.updated_at, now));
-    try {
-      st.run();
-    } catch (const Error& e) {
-      // The name was checked above, so the unique violation is the hash.
-      if (e.kind() == ErrorKind::kConflict) throw conflict("that key is already in use");
-      throw;
-    }
+    run_unique(st, "that key is already in use");
     return static_cast<Id>(sqlite3_last_insert_rowid(db_));
   });
 }
@@ -639,12 +620,7 @@ void SqliteStore::update_vkey(const VirtualKey& k) {
                  "UPDATE vkeys SET name = ?, key_hash = ?, key_hint = ?, enabled = ?, "
                  "expires_at = ?, updated_at = ? WHERE id = ?");
     st.bind_all(k.name, k.key_hash, k.key_hint, k.enabled, k.expires_at, now_ms(), k.id);
-    try {
-      st.run();
-    } catch (const Error& e) {
-      if (e.kind() == ErrorKind::kConflict) throw conflict("that key is already in use");
-      throw;
-    }
+    run_unique(st, "that key is already in use");
     if (sqlite3_changes(db_) == 0) throw not_found("virtual key " + std::to_string(k.id));
   });
 }
