@@ -21,7 +21,9 @@
 
 namespace llmproxy::providers {
 
-enum class Endpoint { kChat, kCompletions, kEmbeddings };
+// kMessages is Anthropic's inbound Messages API; adapters other than the
+// anthropic pass-through only ever see the chat request it is translated to.
+enum class Endpoint { kChat, kCompletions, kEmbeddings, kMessages };
 
 // The client's request, validated: `body` is one JSON object, and the spans
 // locate its top-level fields.
@@ -31,6 +33,8 @@ struct InboundRequest {
   json_scan::Span model, stream, stream_options;
   bool stream_requested = false;
   std::string_view request_id;
+  // Client headers a pass-through adapter forwards (e.g. anthropic-version).
+  std::vector<std::pair<std::string, std::string>> forward_headers;
 };
 
 struct UpstreamRequest {

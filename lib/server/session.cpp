@@ -14,6 +14,7 @@
 #include "lib/auth/authenticate.h"
 #include "lib/crypto/hash.h"
 #include "lib/domain/time.h"
+#include "lib/providers/anthropic/inbound.h"
 #include "lib/providers/provider.h"
 #include "lib/routing/route.h"
 #include "lib/server/respond.h"
@@ -76,6 +77,11 @@ struct Call {
   std::optional<double> ttft_ms;
   UsageRecord record;
   bool recorded = false;
+  // Anthropic's Messages API: errors in Anthropic's shape, and replies from
+  // non-anthropic providers translated back (to_anthropic).
+  bool anthropic_client = false;
+  bool to_anthropic = false;
+  std::string translated_body;  // the OpenAI request made from a Messages request
 
   Context& ctx() { return client.ctx; }
 
@@ -128,10 +134,30 @@ net::awaitable<void> reply(Call& call, Response res, const providers::Usage& usa
   co_await write(call.client, res);
 }
 
+// An error of our own, in the shape the client's API uses.
+Response error_for(const Call& call, http::status status, std::string_view message,
+                   std::string_view type, std::optional<std::string_view> code,
+                   std::optional<std::string_view> param = std::nullopt) {
+  if (call.anthropic_client) {
+    return json_response(status,
+                         providers::anthropic::error_body(static_cast<int>(status), message),
+                         call.keep_alive);
+  }
+  return error_response(status, message, type, code, call.keep_alive, param);
+}
+
 net::awaitable<void> reply_error(Call& call, http::status status, std::string_view message,
                                  std::string_view type, std::optional<std::string_view> code,
                                  std::optional<std::string_view> param = std::nullopt) {
-  co_await reply(call, error_response(status, message, type, code, call.keep_alive, param));
+  co_await reply(call, error_for(call, status, message, type, code, param));
+}
+
+// An OpenAI-shaped body (reply or error) as the client expects it.
+std::string client_body(const Call& call, int status, std::string body) {
+  if (!call.to_anthropic) return body;
+  if (status >= 300) return providers::anthropic::error_body_from_openai(status, body);
+  auto completion = providers::anthropic::Json::parse(body, nullptr, false);
+  return providers::anthropic::message_from_chat_completion(completion).dump();
 }
 
 // Watches the client socket while the upstream works: a client that goes away
@@ -215,13 +241,21 @@ net::awaitable<void> answer_locally(Call& call, const providers::Adapter& adapte
   if (!in.stream_requested || in.endpoint == Endpoint::kEmbeddings) {
     providers::Reply r = adapter.answer(in, call.route);
     call.ttft_ms = ms_since(call.start);
-    co_await reply(call, json_response(static_cast<http::status>(r.status), std::move(r.body),
-                                       call.keep_alive),
+    co_await reply(call,
+                   json_response(static_cast<http::status>(r.status),
+                                 client_body(call, r.status, std::move(r.body)), call.keep_alive),
                    r.usage);
     co_return;
   }
   providers::Usage usage;
   std::vector<std::string> events = adapter.answer_stream(in, call.route, usage);
+  if (call.to_anthropic) {
+    auto to_events = providers::anthropic::events_from_chunks(nullptr);
+    std::vector<std::string> translated(1);
+    for (const std::string& ev : events) to_events->feed(ev, translated.back());
+    to_events->finish(translated.back());
+    events = std::move(translated);
+  }
   bool ok = co_await begin_stream(call, 200);
   call.ttft_ms = ms_since(call.start);
   for (const std::string& ev : events) {
@@ -240,14 +274,14 @@ Response upstream_error(Call& call, const providers::Adapter& adapter, int statu
   if (status == 401 || status == 403) {
     // The provider refused the connection's own credentials: never let the
     // client mistake that for its virtual key being refused.
-    return error_response(http::status::bad_gateway,
-                          "the provider refused the credentials of connection '" + conn.name +
-                              "' (HTTP " + std::to_string(status) + ")",
-                          "upstream_auth_error", "upstream_auth_error", call.keep_alive);
+    return error_for(call, http::status::bad_gateway,
+                     "the provider refused the credentials of connection '" + conn.name +
+                         "' (HTTP " + std::to_string(status) + ")",
+                     "upstream_auth_error", "upstream_auth_error");
   }
   providers::Reply r = adapter.map_error(conn, status, std::move(body));
-  Response res = json_response(static_cast<http::status>(r.status), std::move(r.body),
-                               call.keep_alive);
+  Response res = json_response(static_cast<http::status>(r.status),
+                               client_body(call, r.status, std::move(r.body)), call.keep_alive);
   for (const auto& [name, value] : r.headers) res.set(name, value);
   return res;
 }
@@ -262,16 +296,16 @@ net::awaitable<void> upstream_failed(Call& call, upstream::Failure f, const std:
   }
   if (f == upstream::Failure::kTimeout) {
     co_await reply(call,
-                   error_response(http::status::gateway_timeout,
-                                  "connection '" + conn + "' did not answer within its timeout",
-                                  "upstream_timeout", "upstream_timeout", call.keep_alive),
+                   error_for(call, http::status::gateway_timeout,
+                             "connection '" + conn + "' did not answer within its timeout",
+                             "upstream_timeout", "upstream_timeout"),
                    usage);
     co_return;
   }
   co_await reply(call,
-                 error_response(http::status::bad_gateway,
-                                "connection '" + conn + "' failed: " + detail, "upstream_error",
-                                "upstream_unavailable", call.keep_alive),
+                 error_for(call, http::status::bad_gateway,
+                           "connection '" + conn + "' failed: " + detail, "upstream_error",
+                           "upstream_unavailable"),
                  usage);
 }
 
@@ -280,6 +314,7 @@ net::awaitable<void> relay_stream(Call& call, const providers::Adapter& adapter,
                                   const providers::InboundRequest& in, upstream::Exchange& ex,
                                   ClientWatch& watch) {
   auto translator = adapter.stream_translator(in);
+  if (call.to_anthropic) translator = providers::anthropic::events_from_chunks(std::move(translator));
   bool client_ok = co_await begin_stream(call, ex.status());
   std::string piece, out;
   upstream::Failure f = upstream::Failure::kNone;
@@ -307,12 +342,12 @@ net::awaitable<void> relay_stream(Call& call, const providers::Adapter& adapter,
   }
   if (f != upstream::Failure::kNone || !translator->complete()) {
     // The upstream broke the stream: tell the client in-band, then end it.
-    std::string event = "data: " +
-                        error_body("connection '" + call.route.connection->name +
-                                       "' broke the stream: " +
-                                       (f != upstream::Failure::kNone ? ex.error() : "ended early"),
-                                   "upstream_error", "upstream_stream_broken") +
-                        "\n\n";
+    std::string message = "connection '" + call.route.connection->name + "' broke the stream: " +
+                          (f != upstream::Failure::kNone ? ex.error() : "ended early");
+    std::string event =
+        call.anthropic_client
+            ? "event: error\ndata: " + providers::anthropic::error_body(502, message) + "\n\n"
+            : "data: " + error_body(message, "upstream_error", "upstream_stream_broken") + "\n\n";
     co_await send_chunk(call, event);
     co_await end_stream(call);
     call.keep_alive = false;
@@ -369,8 +404,8 @@ net::awaitable<void> forward(Call& call, const providers::Adapter& adapter,
     co_return;
   }
   providers::Reply r = adapter.translate_reply(in, status, std::move(body));
-  Response res = json_response(static_cast<http::status>(r.status), std::move(r.body),
-                               call.keep_alive);
+  Response res = json_response(static_cast<http::status>(r.status),
+                               client_body(call, r.status, std::move(r.body)), call.keep_alive);
   res.set(http::field::content_type, r.content_type);
   for (const auto& [name, value] : r.headers) res.set(name, value);
   co_await reply(call, std::move(res), r.usage);
@@ -403,18 +438,19 @@ net::awaitable<bool> parse_body(Call& call, providers::InboundRequest& in,
                          "invalid_request_error", "missing_required_parameter", "model");
     co_return false;
   }
-  const char* required = call.endpoint == Endpoint::kChat          ? "messages"
+  bool chat = call.endpoint == Endpoint::kChat || call.endpoint == Endpoint::kMessages;
+  const char* required = chat                                      ? "messages"
                          : call.endpoint == Endpoint::kCompletions ? "prompt"
                                                                    : "input";
-  const json_scan::Span& field = call.endpoint == Endpoint::kChat          ? spans[3]
+  const json_scan::Span& field = chat                                      ? spans[3]
                                  : call.endpoint == Endpoint::kCompletions ? spans[4]
                                                                            : spans[5];
   bool ok = field.found && field.in(in.body) != "null";
-  if (ok && call.endpoint == Endpoint::kChat) ok = field.in(in.body).starts_with("[");
+  if (ok && chat) ok = field.in(in.body).starts_with("[");
   if (!ok) {
     co_await reply_error(call, http::status::bad_request,
                          std::string("you must provide '") + required +
-                             (call.endpoint == Endpoint::kChat ? "' (an array of messages)" : "'"),
+                             (chat ? "' (an array of messages)" : "'"),
                          "invalid_request_error", "missing_required_parameter", required);
     co_return false;
   }
@@ -450,6 +486,43 @@ net::awaitable<bool> authenticate(Call& call) {
   } else {
     call.record.vkey_name = "master";
   }
+  co_return true;
+}
+
+// A Messages API request: passed through to anthropic connections, otherwise
+// translated into the OpenAI chat request the connection's adapter takes.
+net::awaitable<bool> prepare_messages(Call& call, const providers::Adapter*& adapter,
+                                      providers::InboundRequest& in) {
+  if (call.route.connection->provider == Provider::kAnthropic) {
+    adapter = &providers::anthropic::passthrough();
+    for (std::string_view name : {"anthropic-version", "anthropic-beta"}) {
+      std::string_view value = header(call.req, name);
+      if (!value.empty()) in.forward_headers.emplace_back(name, value);
+    }
+    co_return true;
+  }
+  std::optional<providers::RequestError> refused;
+  try {
+    auto parsed = providers::anthropic::Json::parse(in.body, nullptr, false);
+    call.translated_body = providers::anthropic::chat_request_from_messages(parsed).dump();
+  } catch (const providers::RequestError& e) {
+    refused = e;
+  }
+  if (refused) {
+    co_await reply_error(call, http::status::bad_request, refused->what(), "invalid_request_error",
+                         "unsupported_parameter", refused->param());
+    co_return false;
+  }
+  static constexpr std::string_view kKeys[] = {"model", "stream", "stream_options"};
+  json_scan::Span spans[3];
+  std::string error;
+  json_scan::scan(call.translated_body, kKeys, spans, error);
+  in.endpoint = Endpoint::kChat;
+  in.body = call.translated_body;
+  in.model = spans[0];
+  in.stream = spans[1];
+  in.stream_options = spans[2];
+  call.to_anthropic = true;
   co_return true;
 }
 
@@ -497,6 +570,7 @@ net::awaitable<void> proxy(Call& call) {
                          "invalid_request_error", "provider_not_supported");
     co_return;
   }
+  if (call.endpoint == Endpoint::kMessages && !co_await prepare_messages(call, adapter, in)) co_return;
   if (adapter->local()) co_await answer_locally(call, *adapter, in);
   else co_await forward(call, *adapter, in);
 }
@@ -549,7 +623,8 @@ net::awaitable<bool> dispatch(Client& c, const Request& req) {
       Response res = list_models(call);
       co_await write(c, res);
     }
-  } else if (path == "/chat/completions" || path == "/completions" || path == "/embeddings") {
+  } else if (path == "/chat/completions" || path == "/completions" || path == "/embeddings" ||
+             path == "/messages") {
     if (!only(http::verb::post)) {
       Response res = error_response(http::status::method_not_allowed,
                                     "use POST for " + std::string(path), "invalid_request_error",
@@ -559,7 +634,9 @@ net::awaitable<bool> dispatch(Client& c, const Request& req) {
     }
     call.endpoint = path == "/chat/completions" ? Endpoint::kChat
                     : path == "/completions"    ? Endpoint::kCompletions
+                    : path == "/messages"       ? Endpoint::kMessages
                                                 : Endpoint::kEmbeddings;
+    call.anthropic_client = call.endpoint == Endpoint::kMessages;
     co_await proxy(call);
   } else {
     Response res = error_response(

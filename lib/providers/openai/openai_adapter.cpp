@@ -11,7 +11,8 @@ constexpr std::string_view kDefaultAzureApiVersion = "2024-10-21";
 
 std::string_view endpoint_path(Endpoint e) {
   switch (e) {
-    case Endpoint::kChat: return "/chat/completions";
+    case Endpoint::kChat:
+    case Endpoint::kMessages: return "/chat/completions";
     case Endpoint::kCompletions: return "/completions";
     case Endpoint::kEmbeddings: return "/embeddings";
   }
