@@ -269,3 +269,94 @@ TEST(AnthropicStream, NoUsageChunkUnlessAskedAndErrorsBecomeErrorEvents) {
 
 }  // namespace
 }  // namespace llmproxy::providers::anthropic
+
+#include "lib/providers/anthropic/inbound.h"
+
+namespace llmproxy::providers::anthropic {
+namespace {
+
+TEST(AnthropicInbound, MessagesRequestBecomesOpenAIChat) {
+  Json out = chat_request_from_messages(Json::parse(R"({
+    "model": "alias", "max_tokens": 50, "system": [{"type": "text", "text": "Be nice."}],
+    "stream": true, "stop_sequences": ["X"], "metadata": {"user_id": "u"},
+    "tools": [{"name": "f", "description": "d", "input_schema": {"type": "object"}}],
+    "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+    "messages": [
+      {"role": "user", "content": [{"type": "text", "text": "Hi"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA"}}]},
+      {"role": "assistant", "content": [{"type": "text", "text": "Calling"},
+        {"type": "tool_use", "id": "t1", "name": "f", "input": {"a": 1}}]},
+      {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]}
+    ]})"));
+  Json expected = Json::parse(R"({
+    "model": "alias",
+    "messages": [
+      {"role": "system", "content": "Be nice."},
+      {"role": "user", "content": [{"type": "text", "text": "Hi"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]},
+      {"role": "assistant", "content": "Calling", "tool_calls": [
+        {"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}]},
+      {"role": "tool", "tool_call_id": "t1", "content": "ok"}
+    ],
+    "max_tokens": 50, "stop": ["X"],
+    "tools": [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"}}}],
+    "tool_choice": "required", "parallel_tool_calls": false, "user": "u",
+    "stream": true, "stream_options": {"include_usage": true}
+  })");
+  EXPECT_EQ(out, expected);
+}
+
+TEST(AnthropicInbound, ChatCompletionBecomesMessage) {
+  Json msg = message_from_chat_completion(Json::parse(R"({
+    "id": "c1", "model": "gpt", "choices": [{"index": 0, "finish_reason": "tool_calls",
+      "message": {"role": "assistant", "content": null, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"x\":2}"}}]}}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 4}})"));
+  EXPECT_EQ(msg["type"], "message");
+  EXPECT_EQ(msg["stop_reason"], "tool_use");
+  EXPECT_EQ(msg["content"][0], Json::parse(R"({"type":"tool_use","id":"call_1","name":"f","input":{"x":2}})"));
+  EXPECT_EQ(msg["usage"], Json::parse(R"({"input_tokens":3,"output_tokens":4})"));
+  EXPECT_EQ(Json::parse(error_body(429, "slow down"))["error"]["type"], "rate_limit_error");
+  EXPECT_EQ(Json::parse(error_body_from_openai(400, R"({"error":{"message":"bad"}})"))["error"]["message"],
+            "bad");
+}
+
+TEST(AnthropicInbound, ChunksBecomeEventSequence) {
+  auto t = events_from_chunks(nullptr);
+  std::string chunks =
+      "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n"
+      "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n"
+      "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"t\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}}]}\n\n"
+      "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n"
+      "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":6}}\n\n"
+      "data: [DONE]\n\n";
+  std::string reference;
+  for (std::size_t split = 0; split <= chunks.size(); split += 7) {
+    auto tr = events_from_chunks(nullptr);
+    std::string out;
+    tr->feed(std::string_view(chunks).substr(0, split), out);
+    tr->feed(std::string_view(chunks).substr(split), out);
+    tr->finish(out);
+    if (split == 0) reference = out;
+    ASSERT_EQ(out, reference) << split;
+    EXPECT_TRUE(tr->complete());
+  }
+  std::vector<std::string> names;
+  std::size_t pos = 0;
+  while ((pos = reference.find("event: ", pos)) != std::string::npos) {
+    std::size_t eol = reference.find('\n', pos);
+    names.push_back(reference.substr(pos + 7, eol - pos - 7));
+    pos = eol;
+  }
+  std::vector<std::string> expected = {"message_start",       "content_block_start",
+                                       "content_block_delta", "content_block_stop",
+                                       "content_block_start", "content_block_delta",
+                                       "content_block_stop",  "message_delta",
+                                       "message_stop"};
+  EXPECT_EQ(names, expected);
+  EXPECT_NE(reference.find(R"("stop_reason":"tool_use")"), std::string::npos);
+  EXPECT_NE(reference.find(R"("output_tokens":6)"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace llmproxy::providers::anthropic
