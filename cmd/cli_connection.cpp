@@ -1,5 +1,7 @@
 // llm-proxy connection add | list | show | update | remove
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "cmd/cli.h"
 #include "lib/domain/json.h"
@@ -30,6 +32,20 @@ void add_spec_options(CLI::App* cmd, ConnectionFlags& f) {
   add_string(cmd, "--session-token", f.spec.session_token, "AWS session token (bedrock, optional)");
   cmd->add_option("--header", f.headers, "Extra upstream header 'Name: value' (repeatable)");
   add_double(cmd, "--timeout", f.spec.timeout_s, "Upstream timeout in seconds (default 600)");
+  cmd->add_option_function<std::string>(
+      "--template",
+      [&f](const std::string& v) {
+        if (!v.starts_with("@")) {
+          f.spec.template_json = v;
+          return;
+        }
+        std::ifstream in(v.substr(1));
+        if (!in) throw CLI::ValidationError("--template", "cannot read " + v.substr(1));
+        std::stringstream text;
+        text << in.rdbuf();
+        f.spec.template_json = text.str();
+      },
+      "template provider: request/reply template as JSON, or @file.json");
 }
 
 void print_one(const Context& ctx, const Connection& c) {

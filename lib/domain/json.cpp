@@ -41,6 +41,7 @@ nlohmann::ordered_json to_json(const Connection& c) {
       {"session_token", opt_secret(c.session_token)},
       {"headers", headers},
       {"timeout", static_cast<double>(c.timeout_ms) / 1000.0},
+      {"options", nlohmann::ordered_json::parse(c.options, nullptr, false)},
       {"created_at", format_time(c.created_at)},
       {"updated_at", format_time(c.updated_at)},
   };

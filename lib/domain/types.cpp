@@ -5,7 +5,7 @@
 namespace llmproxy {
 namespace {
 
-constexpr std::array<std::pair<Provider, std::string_view>, 10> kProviders{{
+constexpr std::array<std::pair<Provider, std::string_view>, 11> kProviders{{
     {Provider::kOpenAI, "openai"},
     {Provider::kAzure, "azure"},
     {Provider::kAnthropic, "anthropic"},
@@ -16,6 +16,7 @@ constexpr std::array<std::pair<Provider, std::string_view>, 10> kProviders{{
     {Provider::kLlamaCpp, "llamacpp"},
     {Provider::kOpenAICompatible, "openai-compatible"},
     {Provider::kMock, "mock"},
+    {Provider::kTemplate, "template"},
 }};
 
 constexpr std::array<std::pair<TokenWindow, std::string_view>, 5> kWindows{{

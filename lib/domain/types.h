@@ -28,6 +28,7 @@ enum class Provider {
   kLlamaCpp,
   kOpenAICompatible,
   kMock,
+  kTemplate,  // an in-house API described by a JSON template (options.template)
 };
 
 std::string_view to_string(Provider p);
@@ -57,6 +58,7 @@ struct Connection {
   std::string secret_access_key;  // Bedrock
   std::string session_token;      // Bedrock, optional
   std::vector<Header> headers;    // extra headers sent upstream
+  std::string options = "{}";     // provider-specific settings, a JSON object
   std::int64_t timeout_ms = 600'000;
   TimeMs created_at = 0;
   TimeMs updated_at = 0;

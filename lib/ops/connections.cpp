@@ -5,6 +5,7 @@
 #include "lib/ops/ops.h"
 #include "lib/ops/resolve.h"
 #include "lib/ops/validate.h"
+#include "lib/providers/template/template_adapter.h"
 
 namespace llmproxy::ops {
 namespace {
@@ -41,6 +42,13 @@ void apply(Connection& c, const ConnectionSpec& s) {
     c.headers.clear();
     for (const std::string& h : *s.headers) c.headers.push_back(parse_header(h));
   }
+  if (s.template_json) {
+    auto spec = providers::templated::Json::parse(*s.template_json, nullptr, false);
+    if (spec.is_discarded()) throw invalid("--template is not valid JSON");
+    if (auto why = providers::templated::check_template(spec); !why.empty())
+      throw invalid("--template: " + why);
+    c.options = providers::templated::Json{{"template", spec}}.dump();
+  }
   if (s.timeout_s) {
     if (!std::isfinite(*s.timeout_s) || *s.timeout_s <= 0 || *s.timeout_s > 86400)
       throw invalid("--timeout must be between 0 and 86400 seconds");
@@ -63,6 +71,11 @@ void validate(Connection& c) {
   if (c.endpoint.empty())
     throw invalid("a " + std::string(to_string(c.provider)) + " connection needs --endpoint");
   check_url("--endpoint", c.endpoint);
+  if (c.provider == Provider::kTemplate) {
+    auto options = providers::templated::Json::parse(c.options, nullptr, false);
+    if (!options.is_object() || !options.contains("template"))
+      throw invalid("a template connection needs --template (see README, In-house APIs)");
+  }
   if (c.provider == Provider::kAzure && c.api_key.empty())
     throw invalid("an azure connection needs --api-key");
 }

@@ -31,6 +31,8 @@ struct ConnectionSpec {
   std::optional<std::string> session_token;
   std::optional<std::vector<std::string>> headers;  // "Name: value"; replaces all
   std::optional<double> timeout_s;
+  // `template` connections: the template as JSON text (README "In-house APIs").
+  std::optional<std::string> template_json;
 };
 
 Connection create_connection(Store& store, const ConnectionSpec& spec);

@@ -35,6 +35,9 @@ struct InboundRequest {
   std::string_view request_id;
   // Client headers a pass-through adapter forwards (e.g. anthropic-version).
   std::vector<std::pair<std::string, std::string>> forward_headers;
+  // Where the request goes; set once routed (adapters configured per
+  // connection, like `template`, read their settings from it).
+  const routing::Route* route = nullptr;
 };
 
 struct UpstreamRequest {

@@ -9,6 +9,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <iostream>
 #include <random>
 
 #include "lib/auth/authenticate.h"
@@ -79,6 +80,7 @@ struct Call {
   bool recorded = false;
   // Anthropic's Messages API: errors in Anthropic's shape, and replies from
   // non-anthropic providers translated back (to_anthropic).
+  bool headers_sent = false;  // a reply (or stream) has started going out
   bool anthropic_client = false;
   bool to_anthropic = false;
   std::string translated_body;  // the OpenAI request made from a Messages request
@@ -119,6 +121,7 @@ struct Call {
 };
 
 net::awaitable<void> write(Client& c, Response& res) {
+  // (Call::headers_sent is set by the callers that own a Call.)
   beast::error_code ec;
   c.stream.expires_after(c.ctx.options.client_read_timeout);
   co_await http::async_write(c.stream, res, redirect_error(use_awaitable, ec));
@@ -129,6 +132,7 @@ net::awaitable<void> write(Client& c, Response& res) {
 net::awaitable<void> reply(Call& call, Response res, const providers::Usage& usage = {}) {
   call.decorate(res);
   res.keep_alive(call.keep_alive);
+  call.headers_sent = true;
   int status = res.result_int();
   call.finish(status, usage);
   co_await write(call.client, res);
@@ -211,6 +215,7 @@ net::awaitable<bool> begin_stream(Call& call, int status) {
   res.keep_alive(call.keep_alive);
   res.chunked(true);
   call.decorate(res);
+  call.headers_sent = true;
   http::response_serializer<http::empty_body> sr{res};
   beast::error_code ec;
   call.client.stream.expires_after(call.ctx().options.client_read_timeout);
@@ -384,7 +389,9 @@ net::awaitable<void> forward(Call& call, const providers::Adapter& adapter,
     co_return;
   }
   int status = ex.status();
-  bool sse = status < 300 && ex.header(http::field::content_type).starts_with("text/event-stream");
+  auto content_type = ex.header(http::field::content_type);
+  bool sse = status < 300 && (content_type.starts_with("text/event-stream") ||
+                              content_type.starts_with("application/vnd.amazon.eventstream"));
   if (sse) {
     co_await relay_stream(call, adapter, in, ex, watch);
     co_return;
@@ -404,8 +411,18 @@ net::awaitable<void> forward(Call& call, const providers::Adapter& adapter,
     co_return;
   }
   providers::Reply r = adapter.translate_reply(in, status, std::move(body));
-  Response res = json_response(static_cast<http::status>(r.status),
-                               client_body(call, r.status, std::move(r.body)), call.keep_alive);
+  if (call.to_anthropic && r.content_type.starts_with("text/event-stream")) {
+    // A stream built in one piece (template connections): translate it whole.
+    auto to_events = providers::anthropic::events_from_chunks(nullptr);
+    std::string events;
+    to_events->feed(r.body, events);
+    to_events->finish(events);
+    r.body = std::move(events);
+  } else {
+    r.body = client_body(call, r.status, std::move(r.body));
+  }
+  Response res = json_response(static_cast<http::status>(r.status), std::move(r.body),
+                               call.keep_alive);
   res.set(http::field::content_type, r.content_type);
   for (const auto& [name, value] : r.headers) res.set(name, value);
   co_await reply(call, std::move(res), r.usage);
@@ -561,6 +578,7 @@ net::awaitable<void> proxy(Call& call) {
       co_return;
     }
   }
+  in.route = &call.route;
   const providers::Adapter* adapter = providers::adapter_for(call.route.connection->provider);
   if (!adapter) {
     co_await reply_error(call, http::status::not_implemented,
@@ -637,7 +655,25 @@ net::awaitable<bool> dispatch(Client& c, const Request& req) {
                     : path == "/messages"       ? Endpoint::kMessages
                                                 : Endpoint::kEmbeddings;
     call.anthropic_client = call.endpoint == Endpoint::kMessages;
-    co_await proxy(call);
+    // A bug must cost one request, not the connection's silence: answer 500
+    // (or, mid-stream, close) and keep serving.
+    std::optional<std::string> failure;
+    try {
+      co_await proxy(call);
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+    if (failure) {
+      std::cerr << "llm-proxy: internal error on request " << call.request_id << ": " << *failure
+                << "\n";
+      call.keep_alive = false;
+      if (!call.headers_sent) {
+        co_await reply_error(call, http::status::internal_server_error,
+                             "internal error: " + *failure, "api_error", "internal_error");
+      } else {
+        call.finish(500, {});
+      }
+    }
   } else {
     Response res = error_response(
         http::status::not_found,

@@ -12,7 +12,7 @@ namespace llmproxy::storage {
 
 // Versioned schema. Each entry is applied once, in order, inside a transaction;
 // never edit an entry that has shipped, append a new one.
-static constexpr std::array<const char*, 1> kMigrations = {R"sql(
+static constexpr std::array<const char*, 2> kMigrations = {R"sql(
 CREATE TABLE meta (
   key   TEXT PRIMARY KEY,
   value INTEGER NOT NULL
@@ -93,6 +93,9 @@ CREATE TABLE usage_records (
 CREATE INDEX usage_ts ON usage_records(ts);
 CREATE INDEX usage_vkey_ts ON usage_records(vkey_id, ts);
 CREATE INDEX usage_assignment_ts ON usage_records(assignment_id, ts);
+)sql",
+                                                            R"sql(
+ALTER TABLE connections ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
 )sql"};
 
 // A prepared statement with typed binding and reading. Columns and parameters
@@ -176,7 +179,7 @@ namespace {
 
 constexpr const char* kConnectionCols =
     "id, name, provider, endpoint, api_version, region, access_key_id, secrets, timeout_ms, "
-    "created_at, updated_at";
+    "created_at, updated_at, options";
 constexpr const char* kModelCols =
     "id, name, remote, conn_id, input_price, output_price, created_at, updated_at";
 constexpr const char* kVkeyCols =
@@ -206,6 +209,7 @@ Connection read_connection(Statement& st, const crypto::SecretBox& box) {
   c.timeout_ms = st.i64(8);
   c.created_at = st.i64(9);
   c.updated_at = st.i64(10);
+  c.options = st.text(11);
   open_connection_secrets(box, st.text(7), c);
   return c;
 }
@@ -485,11 +489,11 @@ Id SqliteStore::insert_connection(const Connection& c) {
   return config_write([&] {
     Statement st(db_,
                  "INSERT INTO connections (name, provider, endpoint, api_version, region, "
-                 "access_key_id, secrets, timeout_ms, created_at, updated_at) "
-                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                 "access_key_id, secrets, timeout_ms, created_at, updated_at, options) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     st.bind_all(c.name, to_string(c.provider), c.endpoint, c.api_version, c.region,
                 c.access_key_id, seal_connection_secrets(box_, c), c.timeout_ms,
-                stamp(c.created_at, now), stamp(c.updated_at, now));
+                stamp(c.created_at, now), stamp(c.updated_at, now), c.options);
     run_unique(st, "a connection named '" + c.name + "' already exists");
     return static_cast<Id>(sqlite3_last_insert_rowid(db_));
   });
@@ -500,10 +504,11 @@ void SqliteStore::update_connection(const Connection& c) {
   config_write([&] {
     Statement st(db_,
                  "UPDATE connections SET name = ?, provider = ?, endpoint = ?, api_version = ?, "
-                 "region = ?, access_key_id = ?, secrets = ?, timeout_ms = ?, updated_at = ? "
-                 "WHERE id = ?");
+                 "region = ?, access_key_id = ?, secrets = ?, timeout_ms = ?, updated_at = ?, "
+                 "options = ? WHERE id = ?");
     st.bind_all(c.name, to_string(c.provider), c.endpoint, c.api_version, c.region,
-                c.access_key_id, seal_connection_secrets(box_, c), c.timeout_ms, now_ms(), c.id);
+                c.access_key_id, seal_connection_secrets(box_, c), c.timeout_ms, now_ms(),
+                c.options, c.id);
     run_unique(st, "a connection named '" + c.name + "' already exists");
     if (sqlite3_changes(db_) == 0) throw not_found("connection " + std::to_string(c.id));
   });

@@ -21,7 +21,8 @@ std::string client_model(const InboundRequest& in) {
   return m.is_string() ? m.get<std::string>() : "";
 }
 
-UpstreamRequest Adapter::build_request(const InboundRequest& in, const routing::Route& route) const {
+UpstreamRequest Adapter::build_request(const InboundRequest& in,
+                                       const routing::Route& route) const {
   return build_request_at(in, route, now_ms() / 1000);
 }
 
@@ -52,7 +53,8 @@ UpstreamRequest Adapter::build_request_at(const InboundRequest& in, const routin
   to_sign.query = url.query;
   to_sign.payload = req.body;
   to_sign.headers = {{"content-type", "application/json"}, {"host", host}, {"x-amz-date", date}};
-  if (!c.session_token.empty()) to_sign.headers.emplace_back("x-amz-security-token", c.session_token);
+  if (!c.session_token.empty())
+    to_sign.headers.emplace_back("x-amz-security-token", c.session_token);
   for (const auto& [name, value] : c.headers) {
     std::string lower = name;
     for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
@@ -76,8 +78,8 @@ Reply Adapter::translate_reply(const InboundRequest& in, int status, std::string
   r.status = status;
   if (!doc.is_object()) {
     r.status = 502;
-    r.body = openai_error_body("the bedrock reply was not JSON", "upstream_error",
-                               "upstream_bad_reply");
+    r.body =
+        openai_error_body("the bedrock reply was not JSON", "upstream_error", "upstream_bad_reply");
     return r;
   }
   std::string id = "chatcmpl-" + crypto::hex(crypto::random_bytes(12));

@@ -42,7 +42,8 @@ std::string client_model(const InboundRequest& in);
 
 class Adapter final : public providers::Adapter {
  public:
-  UpstreamRequest build_request(const InboundRequest& in, const routing::Route& route) const override;
+  UpstreamRequest build_request(const InboundRequest& in,
+                                const routing::Route& route) const override;
   Reply translate_reply(const InboundRequest& in, int status, std::string body) const override;
   std::unique_ptr<StreamTranslator> stream_translator(const InboundRequest& in) const override;
   Reply map_error(const Connection& connection, int status, std::string body) const override;

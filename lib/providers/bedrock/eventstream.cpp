@@ -20,7 +20,9 @@ constexpr std::array<std::uint32_t, 256> make_table() {
 constexpr auto kTable = make_table();
 
 std::uint32_t be32(std::string_view s, std::size_t at) {
-  auto b = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(s[at + i])); };
+  auto b = [&](std::size_t i) {
+    return static_cast<std::uint32_t>(static_cast<unsigned char>(s[at + i]));
+  };
   return b(0) << 24 | b(1) << 16 | b(2) << 8 | b(3);
 }
 
@@ -33,16 +35,24 @@ void put32(std::string& out, std::uint32_t v) {
 int fixed_size(std::uint8_t type) {
   switch (type) {
     case kBoolTrue:
-    case kBoolFalse: return 0;
-    case kByte: return 1;
-    case kShort: return 2;
-    case kInt: return 4;
+    case kBoolFalse:
+      return 0;
+    case kByte:
+      return 1;
+    case kShort:
+      return 2;
+    case kInt:
+      return 4;
     case kLong:
-    case kTimestamp: return 8;
-    case kUuid: return 16;
+    case kTimestamp:
+      return 8;
+    case kUuid:
+      return 16;
     case kBytes:
-    case kString: return -1;
-    default: return -2;
+    case kString:
+      return -1;
+    default:
+      return -2;
   }
 }
 

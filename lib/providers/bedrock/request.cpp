@@ -41,10 +41,14 @@ Json image_block(const Json& part, const std::string& param) {
   std::string media_type, data;
   if (split_data_url(url, media_type, data)) {
     std::string format;
-    if (media_type == "image/png") format = "png";
-    else if (media_type == "image/jpeg" || media_type == "image/jpg") format = "jpeg";
-    else if (media_type == "image/gif") format = "gif";
-    else if (media_type == "image/webp") format = "webp";
+    if (media_type == "image/png")
+      format = "png";
+    else if (media_type == "image/jpeg" || media_type == "image/jpg")
+      format = "jpeg";
+    else if (media_type == "image/gif")
+      format = "gif";
+    else if (media_type == "image/webp")
+      format = "webp";
     else
       refuse(param, "image type '" + media_type +
                         "' is not accepted by Bedrock (use png, jpeg, gif or webp)");
@@ -63,9 +67,12 @@ std::string document_name(std::string filename, std::size_t index) {
   for (char ch : filename) {
     auto c = static_cast<unsigned char>(ch);
     bool ok = std::isalnum(c) || ch == '-' || ch == '(' || ch == ')' || ch == '[' || ch == ']';
-    if (ch == ' ' && !out.empty() && out.back() != ' ') out += ' ';
-    else if (ok) out += ch;
-    else if (ch != ' ' && !out.empty() && out.back() != '-') out += '-';
+    if (ch == ' ' && !out.empty() && out.back() != ' ')
+      out += ' ';
+    else if (ok)
+      out += ch;
+    else if (ch != ' ' && !out.empty() && out.back() != '-')
+      out += '-';
   }
   while (!out.empty() && (out.back() == ' ' || out.back() == '-')) out.pop_back();
   return out.empty() ? "document-" + std::to_string(index + 1) : out;
@@ -109,10 +116,14 @@ Json user_blocks(const Json& content, const std::string& param, std::size_t& doc
     const Json& part = content[i];
     std::string where = param + "[" + std::to_string(i) + "]";
     std::string type = part.value("type", "");
-    if (type == "text") blocks.push_back({{"text", part.value("text", "")}});
-    else if (type == "image_url") blocks.push_back(image_block(part, where));
-    else if (type == "file") blocks.push_back(document_block(part, where, documents++));
-    else refuse(where, "content part type '" + type + "' is not supported by Bedrock");
+    if (type == "text")
+      blocks.push_back({{"text", part.value("text", "")}});
+    else if (type == "image_url")
+      blocks.push_back(image_block(part, where));
+    else if (type == "file")
+      blocks.push_back(document_block(part, where, documents++));
+    else
+      refuse(where, "content part type '" + type + "' is not supported by Bedrock");
   }
   return blocks;
 }

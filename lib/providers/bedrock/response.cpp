@@ -31,8 +31,8 @@ Json to_chat_completion(const Json& reply, const std::string& id, const std::str
   std::string text;
   Json tool_calls = Json::array();
   const Json& output = reply.contains("output") ? reply["output"] : Json::object();
-  const Json& message = output.is_object() && output.contains("message") ? output["message"]
-                                                                         : Json::object();
+  const Json& message =
+      output.is_object() && output.contains("message") ? output["message"] : Json::object();
   const Json& content =
       message.is_object() && message.contains("content") ? message["content"] : Json::array();
   for (const Json& block : content) {
@@ -54,19 +54,20 @@ Json to_chat_completion(const Json& reply, const std::string& id, const std::str
               {"refusal", nullptr}};
   if (!tool_calls.empty()) msg["tool_calls"] = tool_calls;
   Usage u = usage_of(reply.value("usage", Json::object()));
-  return {{"id", id},
-          {"object", "chat.completion"},
-          {"created", now_ms() / 1000},
-          {"model", model},
-          {"choices", Json::array({{{"index", 0},
-                                    {"message", msg},
-                                    {"logprobs", nullptr},
-                                    {"finish_reason",
-                                     finish_reason(reply.value("stopReason", "end_turn"))}}})},
-          {"usage",
-           {{"prompt_tokens", u.prompt_tokens},
-            {"completion_tokens", u.completion_tokens},
-            {"total_tokens", u.prompt_tokens + u.completion_tokens}}}};
+  return {
+      {"id", id},
+      {"object", "chat.completion"},
+      {"created", now_ms() / 1000},
+      {"model", model},
+      {"choices",
+       Json::array({{{"index", 0},
+                     {"message", msg},
+                     {"logprobs", nullptr},
+                     {"finish_reason", finish_reason(reply.value("stopReason", "end_turn"))}}})},
+      {"usage",
+       {{"prompt_tokens", u.prompt_tokens},
+        {"completion_tokens", u.completion_tokens},
+        {"total_tokens", u.prompt_tokens + u.completion_tokens}}}};
 }
 
 namespace {
@@ -80,24 +81,31 @@ std::string exception_type(int status, const Json& doc, const std::string& messa
   if (auto hash = type.rfind('#'); hash != std::string::npos) type = type.substr(hash + 1);
   if (auto colon = type.find(':'); colon != std::string::npos) type.resize(colon);
   if (!type.empty()) return type;
-  static const char* kKnown[] = {"ThrottlingException",         "ValidationException",
-                                 "ResourceNotFoundException",   "ServiceUnavailableException",
-                                 "ModelNotReadyException",      "ModelTimeoutException",
-                                 "ModelErrorException",         "InternalServerException",
+  static const char* kKnown[] = {"ThrottlingException",           "ValidationException",
+                                 "ResourceNotFoundException",     "ServiceUnavailableException",
+                                 "ModelNotReadyException",        "ModelTimeoutException",
+                                 "ModelErrorException",           "InternalServerException",
                                  "ServiceQuotaExceededException", "AccessDeniedException"};
   for (const char* name : kKnown) {
     if (message.find(name) != std::string::npos) return name;
   }
   switch (status) {
-    case 400: return "ValidationException";
-    case 404: return "ResourceNotFoundException";
-    case 408: return "ModelTimeoutException";
-    case 424: return "ModelErrorException";
-    case 429: return "ThrottlingException";
+    case 400:
+      return "ValidationException";
+    case 404:
+      return "ResourceNotFoundException";
+    case 408:
+      return "ModelTimeoutException";
+    case 424:
+      return "ModelErrorException";
+    case 429:
+      return message.find("not ready") != std::string::npos ? "ModelNotReadyException"
+                                                            : "ThrottlingException";
     case 503:
       return message.find("not ready") != std::string::npos ? "ModelNotReadyException"
-                                                             : "ServiceUnavailableException";
-    default: return status >= 500 ? "InternalServerException" : "BedrockError";
+                                                            : "ServiceUnavailableException";
+    default:
+      return status >= 500 ? "InternalServerException" : "BedrockError";
   }
 }
 
@@ -114,20 +122,21 @@ Reply Adapter::map_error(const Connection& connection, int status, std::string b
   std::string type = exception_type(status, doc, message);
   Reply r;
   r.status = status;
-  if (status == 429 || type == "ThrottlingException" || type == "ServiceQuotaExceededException") {
-    r.status = 429;
-    r.headers = {{"Retry-After", "1"}};
-  } else if (status == 503 || type == "ServiceUnavailableException" ||
-             type == "ModelNotReadyException") {
+  // ModelNotReady arrives as HTTP 429 but is a "retry shortly" 503.
+  if (status == 503 || type == "ServiceUnavailableException" || type == "ModelNotReadyException") {
     r.status = 503;
     r.headers = {{"Retry-After", "1"}, {"x-should-retry", "true"}};
+  } else if (status == 429 || type == "ThrottlingException" ||
+             type == "ServiceQuotaExceededException") {
+    r.status = 429;
+    r.headers = {{"Retry-After", "1"}};
   } else if (status == 408 || type == "ModelTimeoutException") {
     r.status = 504;
   } else if (status == 424 || type == "ModelErrorException") {
     r.status = 502;  // the model itself failed: an upstream error
   }
-  r.body = openai_error_body("connection '" + connection.name + "' (bedrock): " + message, type,
-                             type);
+  r.body =
+      openai_error_body("connection '" + connection.name + "' (bedrock): " + message, type, type);
   return r;
 }
 

@@ -145,7 +145,8 @@ Signature sign(const Request& req, const Credentials& creds, std::string_view re
                         canonical_query(req.query) + "\n" + canonical_headers + "\n" +
                         s.signed_headers + "\n" + payload_hash;
   std::string date(date_time.substr(0, 8));
-  std::string scope = date + "/" + std::string(region) + "/" + std::string(service) + "/aws4_request";
+  std::string scope =
+      date + "/" + std::string(region) + "/" + std::string(service) + "/aws4_request";
   s.string_to_sign = "AWS4-HMAC-SHA256\n" + std::string(date_time) + "\n" + scope + "\n" +
                      crypto::sha256_hex(s.canonical_request);
   s.signature = crypto::hex(crypto::hmac_sha256(

@@ -13,7 +13,14 @@ namespace {
 
 std::string string_at(const Json& obj, const char* key) {
   return obj.is_object() && obj.contains(key) && obj[key].is_string() ? obj[key].get<std::string>()
-                                                                       : "";
+                                                                      : "";
+}
+
+int index_at(const Json& obj) {
+  return obj.is_object() && obj.contains("contentBlockIndex") &&
+                 obj["contentBlockIndex"].is_number_integer()
+             ? obj["contentBlockIndex"].get<int>()
+             : 0;
 }
 
 const Json& object_at(const Json& obj, const char* key) {
@@ -65,26 +72,26 @@ class Stream final : public StreamTranslator {
       const Json& use = object_at(object_at(data, "start"), "toolUse");
       if (!use.empty()) {
         int openai_index = next_tool_++;
-        tool_index_[data.value("contentBlockIndex", 0)] = openai_index;
-        emit(out, {{"tool_calls", Json::array({{{"index", openai_index},
-                                                {"id", string_at(use, "toolUseId")},
-                                                {"type", "function"},
-                                                {"function",
-                                                 {{"name", string_at(use, "name")},
-                                                  {"arguments", ""}}}}})}});
+        tool_index_[index_at(data)] = openai_index;
+        emit(out, {{"tool_calls",
+                    Json::array(
+                        {{{"index", openai_index},
+                          {"id", string_at(use, "toolUseId")},
+                          {"type", "function"},
+                          {"function", {{"name", string_at(use, "name")}, {"arguments", ""}}}}})}});
       }
     } else if (event == "contentBlockDelta") {
       const Json& delta = object_at(data, "delta");
       if (delta.contains("text") && delta["text"].is_string()) {
         emit(out, {{"content", delta["text"]}});
       } else if (delta.contains("toolUse") && delta["toolUse"].is_object()) {
-        int block = data.value("contentBlockIndex", 0);
+        int block = index_at(data);
         auto it = tool_index_.find(block);
         int index = it != tool_index_.end() ? it->second : (tool_index_[block] = next_tool_++);
-        emit(out, {{"tool_calls", Json::array({{{"index", index},
-                                                {"function",
-                                                 {{"arguments",
-                                                   string_at(delta["toolUse"], "input")}}}}})}});
+        emit(out, {{"tool_calls",
+                    Json::array(
+                        {{{"index", index},
+                          {"function", {{"arguments", string_at(delta["toolUse"], "input")}}}}})}});
       }
       // reasoningContent deltas have no OpenAI chat equivalent.
     } else if (event == "messageStop") {
@@ -111,7 +118,8 @@ class Stream final : public StreamTranslator {
   }
 
   Json base() const {
-    return {{"id", id_}, {"object", "chat.completion.chunk"}, {"created", created_}, {"model", model_}};
+    return {
+        {"id", id_}, {"object", "chat.completion.chunk"}, {"created", created_}, {"model", model_}};
   }
 
   void emit(std::string& out, Json delta, std::optional<std::string_view> finish = std::nullopt) {

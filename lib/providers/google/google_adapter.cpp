@@ -1,0 +1,100 @@
+#include "lib/providers/google/google_adapter.h"
+
+#include <bit>
+#include <cstring>
+#include <utility>
+
+#include "lib/providers/url.h"
+
+namespace llmproxy::providers::google {
+namespace {
+
+// OpenAI SDKs ask for base64 embeddings by default: little-endian float32s.
+std::string base64_floats(const Json& values) {
+  std::string bytes;
+  for (const Json& v : values) {
+    float f = v.is_number() ? v.get<float>() : 0.0f;
+    unsigned char b[4];
+    std::memcpy(b, &f, 4);
+    if constexpr (std::endian::native == std::endian::big)
+      std::swap(b[0], b[3]), std::swap(b[1], b[2]);
+    bytes.append(reinterpret_cast<const char*>(b), 4);
+  }
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (std::size_t i = 0; i < bytes.size(); i += 3) {
+    unsigned n = static_cast<unsigned char>(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) n |= static_cast<unsigned char>(bytes[i + 1]) << 8;
+    if (i + 2 < bytes.size()) n |= static_cast<unsigned char>(bytes[i + 2]);
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += i + 1 < bytes.size() ? kAlphabet[(n >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? kAlphabet[n & 63] : '=';
+  }
+  return out;
+}
+
+Reply bad_reply() {
+  Reply r;
+  r.status = 502;
+  r.body =
+      openai_error_body("the google reply was not JSON", "upstream_error", "upstream_bad_reply");
+  return r;
+}
+
+}  // namespace
+
+UpstreamRequest Adapter::build_request(const InboundRequest& in,
+                                       const routing::Route& route) const {
+  if (in.endpoint != Endpoint::kChat && in.endpoint != Endpoint::kEmbeddings)
+    throw RequestError("model", "google connections serve chat completions and embeddings only");
+  Json openai = Json::parse(in.body, nullptr, false);  // already validated by the scanner
+  const Connection& c = *route.connection;
+  Url url = parse_url(c.endpoint.empty() ? kDefaultEndpoint : std::string_view(c.endpoint));
+  UpstreamRequest req;
+  req.tls = url.tls;
+  req.host = url.host;
+  req.port = url.port;
+  // The endpoint may be given with or without the version suffix.
+  std::string path =
+      url.path.ends_with("/v1beta") || url.path.ends_with("/v1") ? url.path : url.path + "/v1beta";
+  std::string model_path = path + "/models/" + route.remote;
+  if (in.endpoint == Endpoint::kEmbeddings) {
+    req.target = model_path + ":batchEmbedContents";
+    req.body = to_batch_embed_request(openai, route.remote).dump();
+  } else {
+    req.target = in.stream_requested ? model_path + ":streamGenerateContent?alt=sse"
+                                     : model_path + ":generateContent";
+    req.body = to_generate_request(openai).dump();
+  }
+  req.headers = {{"Content-Type", "application/json"}};
+  // The key goes in a header, never the URL, so it stays out of logs.
+  if (!c.api_key.empty()) req.headers.emplace_back("x-goog-api-key", c.api_key);
+  for (const auto& h : c.headers) req.headers.push_back(h);
+  return req;
+}
+
+Reply Adapter::translate_reply(const InboundRequest& in, int status, std::string body) const {
+  Json doc = Json::parse(body, nullptr, false);
+  if (!doc.is_object()) return bad_reply();
+  Reply r;
+  r.status = status;
+  std::string remote = in.route ? in.route->remote : std::string();
+  if (in.endpoint == Endpoint::kEmbeddings) {
+    Json list = to_embedding_list(doc, remote);
+    Json request = Json::parse(in.body, nullptr, false);
+    if (request.is_object() && request.value("encoding_format", "float") == "base64") {
+      for (Json& item : list["data"]) item["embedding"] = base64_floats(item["embedding"]);
+    }
+    r.usage.reported = true;  // Gemini reports no token counts for embeddings
+    r.body = list.dump();
+    return r;
+  }
+  r.usage = usage_of(doc.value("usageMetadata", Json::object()));
+  r.body = to_chat_completion(doc, completion_id(doc, in.request_id), remote).dump();
+  return r;
+}
+
+}  // namespace llmproxy::providers::google

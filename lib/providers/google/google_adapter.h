@@ -1,0 +1,43 @@
+// `google`: OpenAI chat completions / embeddings ↔ the Gemini API (v1beta
+// generateContent, streamGenerateContent?alt=sse, batchEmbedContents; key in
+// x-goog-api-key), replies and SSE streams translated back to OpenAI's shapes.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "lib/providers/provider.h"
+
+namespace llmproxy::providers::google {
+
+using Json = nlohmann::ordered_json;
+
+constexpr std::string_view kDefaultEndpoint = "https://generativelanguage.googleapis.com";
+
+// OpenAI chat request (parsed) → Gemini GenerateContentRequest. Throws
+// RequestError naming the field it cannot translate.
+Json to_generate_request(const Json& openai);
+// OpenAI embeddings request (parsed) → Gemini BatchEmbedContentsRequest.
+Json to_batch_embed_request(const Json& openai, const std::string& remote_model);
+
+// Gemini GenerateContentResponse → OpenAI chat.completion. `id` and `model`
+// are used when the response carries no responseId / modelVersion.
+Json to_chat_completion(const Json& response, const std::string& fallback_id,
+                        const std::string& fallback_model);
+// Gemini BatchEmbedContentsResponse → OpenAI embedding list.
+Json to_embedding_list(const Json& response, const std::string& model);
+// Gemini finishReason → OpenAI finish_reason (before tool calls are considered).
+std::string_view finish_reason(std::string_view gemini_reason);
+Usage usage_of(const Json& usage_metadata);
+// "chatcmpl-<responseId>", or a generated id when there is none.
+std::string completion_id(const Json& response, std::string_view request_id);
+
+class Adapter final : public providers::Adapter {
+ public:
+  UpstreamRequest build_request(const InboundRequest& in,
+                                const routing::Route& route) const override;
+  Reply translate_reply(const InboundRequest& in, int status, std::string body) const override;
+  std::unique_ptr<StreamTranslator> stream_translator(const InboundRequest& in) const override;
+  Reply map_error(const Connection& connection, int status, std::string body) const override;
+};
+
+}  // namespace llmproxy::providers::google
