@@ -1,5 +1,6 @@
 #include "lib/providers/mock/mock_adapter.h"
 
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "lib/crypto/hash.h"
@@ -88,12 +89,25 @@ Reply embeddings(const InboundRequest& in, const routing::Route& route) {
   json body = json::parse(in.body, nullptr, false);
   json input = body.contains("input") ? body["input"] : json("");
   if (!input.is_array()) input = json::array({input});
+  bool base64 = body.contains("encoding_format") && body["encoding_format"] == "base64";
   json data = json::array();
   std::int64_t tokens = 0;
   for (std::size_t i = 0; i < input.size(); ++i) {
     std::string text = input[i].is_string() ? input[i].get<std::string>() : input[i].dump();
     tokens += static_cast<std::int64_t>(words(text).size());
-    data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", embed(text)}});
+    json vector = embed(text);
+    if (base64) {
+      // As OpenAI does: little-endian float32s, base64-encoded.
+      std::string raw;
+      for (const json& x : vector) {
+        float f = x.get<float>();
+        char bytes[sizeof f];
+        std::memcpy(bytes, &f, sizeof f);
+        raw.append(bytes, sizeof f);
+      }
+      vector = crypto::base64(raw);
+    }
+    data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", vector}});
   }
   json out = {{"object", "list"},
               {"data", data},
