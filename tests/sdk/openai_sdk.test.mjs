@@ -169,6 +169,15 @@ function startServe() {
   });
 }
 
+// Never leave serve running, even if this process dies abruptly.
+process.on('exit', () => {
+  if (serve.proc && serve.proc.exitCode === null && serve.proc.signalCode === null) serve.proc.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(signal, () => process.exit(128 + { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 }[signal]));
+}
+
 const keys = {};
 let client; // the main key: models echo and upmodel
 
@@ -186,7 +195,8 @@ before(async () => {
   cli('model', 'add', '--name', 'upmodel', '--remote', 'up-remote-1', '--conn-id', 'up');
   const main = cli('vkey', 'add', '--name', 'sdk-main', '--model-id', 'echo', '--model-id', 'upmodel');
   const limited = cli('vkey', 'add', '--name', 'sdk-limited', '--model-id', 'echo', '--tps', '1');
-  for (const [name, doc] of [['main', main], ['limited', limited]]) {
+  const retry = cli('vkey', 'add', '--name', 'sdk-retry', '--model-id', 'echo', '--tps', '1');
+  for (const [name, doc] of [['main', main], ['limited', limited], ['retry', retry]]) {
     assert.match(doc.key, /^sk-/, `vkey add --json for ${name} prints the key`);
     keys[name] = doc.key;
   }
@@ -398,6 +408,15 @@ test('a burst over --tps 1 raises RateLimitError (429)', async () => {
     assert.equal(e.status, 429);
     assert.equal(e.code, 'rate_limit_exceeded');
   }
+});
+
+test("the SDK's own retries ride out a 429 using Retry-After", async () => {
+  const retrying = sdk(keys.retry, { maxRetries: 3 });
+  const ask = () => retrying.chat.completions.create({ model: 'echo', messages: [{ role: 'user', content: 'again' }] });
+  const first = await ask();
+  const second = await ask(); // refused at first (1 request/s), then retried by the SDK
+  assert.equal(first.choices[0].message.content, 'again');
+  assert.equal(second.choices[0].message.content, 'again');
 });
 
 // ---------------------------------------------------------------------------
