@@ -121,11 +121,15 @@ struct Call {
 };
 
 net::awaitable<void> write(Client& c, Response& res) {
-  // (Call::headers_sent is set by the callers that own a Call.)
+  // A reply that fits in the socket buffer is written at once; only larger
+  // ones can be held up by a client that stops reading, so only they pay for
+  // a write deadline (each deadline is a timer update on the hot path).
+  constexpr std::size_t kBufferedReply = 128 * 1024;
+  bool guarded = res.body().size() > kBufferedReply;
+  if (guarded) c.stream.expires_after(c.ctx.options.client_read_timeout);
   beast::error_code ec;
-  c.stream.expires_after(c.ctx.options.client_read_timeout);
   co_await http::async_write(c.stream, res, redirect_error(use_awaitable, ec));
-  c.stream.expires_never();
+  if (guarded) c.stream.expires_never();
 }
 
 // Sends a finished reply and records it.

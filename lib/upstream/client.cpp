@@ -140,7 +140,8 @@ net::awaitable<Failure> Exchange::attempt(const providers::UpstreamRequest& req)
 
   parser_.emplace();
   parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
-  c.lowest().expires_after(timeout_);
+  // The deadline set before the write also covers waiting for the reply
+  // header: one budget for "time to first byte", one timer update fewer.
   co_await on_stream(c, [&](auto& s) {
     return http::async_read_header(s, c.buffer, *parser_, redirect_error(use_awaitable, ec));
   });
