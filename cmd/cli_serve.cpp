@@ -26,7 +26,7 @@ void add_serve_command(CLI::App& app, Context& ctx) {
         }
         if (*grace) {
           if (**grace < 0) throw CLI::ValidationError("--grace", "must be >= 0");
-          opts->grace = std::chrono::seconds(static_cast<long>(**grace));
+          opts->grace = std::chrono::milliseconds(static_cast<long>(**grace * 1000));
         }
         if (*threads) {
           if (**threads < 0 || **threads > 256)

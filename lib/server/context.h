@@ -18,7 +18,7 @@ struct ServerOptions {
   int threads = 0;  // 0: one per core
   std::string master_key;
   std::size_t max_body_bytes = 10 * 1024 * 1024;
-  std::chrono::seconds grace{30};                 // drain time after SIGTERM
+  std::chrono::milliseconds grace{30'000};        // drain time after SIGTERM
   std::chrono::seconds client_read_timeout{60};   // a request must arrive within this
   std::chrono::milliseconds reload_interval{500}; // config version polling
 };

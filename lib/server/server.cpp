@@ -158,6 +158,11 @@ class Watcher {
 }  // namespace
 
 int serve(const storage::Location& where, const ServerOptions& options) {
+  // Caught from the very start, so a supervisor's SIGTERM that races the
+  // startup line still means "drain and exit 0"; it is acted on once running.
+  net::io_context signals_ioc;
+  net::signal_set signals(signals_ioc, SIGINT, SIGTERM);
+
   // Separate store handles: the watcher's polls never wait behind a usage batch.
   auto config_store = storage::open_store(where);
   auto usage_store = storage::open_store(where);
@@ -197,8 +202,6 @@ int serve(const storage::Location& where, const ServerOptions& options) {
             << " threads=" << threads << std::endl;
 
   // Wait for SIGTERM/SIGINT on this thread.
-  net::io_context signals_ioc;
-  net::signal_set signals(signals_ioc, SIGINT, SIGTERM);
   signals.async_wait([](const beast::error_code&, int) {});
   signals_ioc.run();
 

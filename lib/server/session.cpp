@@ -410,8 +410,32 @@ net::awaitable<void> forward(Call& call, const providers::Adapter& adapter,
     co_return;
   }
   ex.finish();
-  if (status >= 300) {
-    co_await reply(call, upstream_error(call, adapter, status, std::move(body)));
+  if (status >= 300 && status < 400) {
+    // Redirects are not followed (a POST body and its credentials would go
+    // somewhere nobody configured): the connection's endpoint needs fixing.
+    // (The message is built before the co_await: GCC 12 destroys string
+    // temporaries of a ?: inside a co_await expression twice.)
+    std::string message = "connection '" + call.route.connection->name + "' answered HTTP " +
+                          std::to_string(status) + " (redirect";
+    if (std::string_view location = ex.header(http::field::location); !location.empty())
+      message += " to " + std::string(location);
+    message += "); check its --endpoint";
+    co_await reply_error(call, http::status::bad_gateway, message, "upstream_error",
+                         "upstream_redirect");
+    co_return;
+  }
+  if (status >= 400) {
+    Response res = upstream_error(call, adapter, status, std::move(body));
+    // The provider's own back-off hints reach the client unless the adapter
+    // set its own.
+    for (http::field f : {http::field::retry_after}) {
+      std::string_view v = ex.header(f);
+      if (!v.empty() && res.find(f) == res.end()) res.set(f, std::string(v));
+    }
+    std::string_view should_retry = ex.header("x-should-retry");
+    if (!should_retry.empty() && res.find("x-should-retry") == res.end())
+      res.set("x-should-retry", std::string(should_retry));
+    co_await reply(call, std::move(res));
     co_return;
   }
   providers::Reply r = adapter.translate_reply(in, status, std::move(body));

@@ -197,6 +197,12 @@ void Exchange::cancel() {
   }
 }
 
+std::string_view Exchange::header(std::string_view name) const {
+  auto it = parser_->get().find(beast::string_view(name.data(), name.size()));
+  if (it == parser_->get().end()) return {};
+  return {it->value().data(), it->value().size()};
+}
+
 std::string_view Exchange::header(http::field f) const {
   auto it = parser_->get().find(f);
   if (it == parser_->get().end()) return {};

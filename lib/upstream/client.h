@@ -83,6 +83,7 @@ class Exchange {
   bool done() const { return parser_ && parser_->is_done(); }
   int status() const { return static_cast<int>(parser_->get().result_int()); }
   std::string_view header(http::field f) const;
+  std::string_view header(std::string_view name) const;
   const std::string& error() const { return error_; }
 
  private:
