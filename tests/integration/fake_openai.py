@@ -59,6 +59,14 @@ class Record:
     def model(self):
         return self.json.get("model") if isinstance(self.json, dict) else None
 
+    @property
+    def user_text(self):
+        """Content of the last message, if this is a chat request with one."""
+        try:
+            return self.json["messages"][-1]["content"]
+        except (KeyError, IndexError, TypeError):
+            return None
+
     def header(self, name):
         return self.headers.get(name.lower())
 

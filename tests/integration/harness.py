@@ -29,6 +29,15 @@ def base_env(extra=None):
     return env
 
 
+# serve dies with the test process even if that is killed (e.g. a CTest timeout).
+_PDEATHSIG = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
+
+
+def serve_command(db, *args, threads=2):
+    return [*_PDEATHSIG, BIN, "--db", db, "serve", "--listen", "127.0.0.1:0", "--threads",
+            str(threads), *[str(a) for a in args]]
+
+
 def wait_until(predicate, timeout, interval=0.02, message="condition"):
     """Polls `predicate` until it returns something truthy; returns that value.
     Fails with AssertionError after `timeout` seconds."""
@@ -121,8 +130,7 @@ class Serve:
 
     def __init__(self, ws, *args, env=None, threads=2):
         self.ws = ws
-        cmd = [BIN, "--db", ws.db, "serve", "--listen", "127.0.0.1:0", "--threads",
-               str(threads), *[str(a) for a in args]]
+        cmd = serve_command(ws.db, *args, threads=threads)
         self.stderr_lines = []
         self._lines_lock = threading.Lock()
         self._ready = threading.Event()
