@@ -8,7 +8,7 @@ BUILD_PKGS=(
   libcli11-dev libsqlite3-dev libpq-dev libmongoc-dev libbson-dev
   nlohmann-json3-dev libboost-dev libssl-dev ca-certificates
 )
-TEST_PKGS=(libgtest-dev libgmock-dev postgresql curl python3 nodejs npm)
+TEST_PKGS=(libgtest-dev libgmock-dev postgresql curl openssl python3 nodejs npm)
 BENCH_PKGS=(nginx-light wrk)
 
 want=("${BUILD_PKGS[@]}")
