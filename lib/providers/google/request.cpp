@@ -2,39 +2,16 @@
 #include <cctype>
 #include <map>
 
+#include "lib/providers/chat_parts.h"
 #include "lib/providers/google/google_adapter.h"
 
 namespace llmproxy::providers::google {
 namespace {
 
-[[noreturn]] void refuse(const std::string& param, const std::string& why) {
-  throw RequestError(param, why);
-}
+using chat_parts::refuse;
+using chat_parts::split_data_url;
+using chat_parts::text_of;
 
-std::string text_of(const Json& content, const std::string& param) {
-  if (content.is_string()) return content.get<std::string>();
-  if (content.is_null()) return "";
-  if (!content.is_array()) refuse(param, param + " must be a string or an array of parts");
-  std::string out;
-  for (const Json& part : content) {
-    if (!part.is_object() || part.value("type", "") != "text")
-      refuse(param, param + " may only contain text parts");
-    if (!out.empty()) out += "\n";
-    out += part.value("text", "");
-  }
-  return out;
-}
-
-// "data:image/png;base64,AAAA" → {mime_type, data}; false if not a base64 data URL.
-bool split_data_url(const std::string& url, std::string& mime_type, std::string& data) {
-  if (!url.starts_with("data:")) return false;
-  auto comma = url.find(',');
-  auto semi = url.find(";base64");
-  if (comma == std::string::npos || semi == std::string::npos || semi > comma) return false;
-  mime_type = url.substr(5, semi - 5);
-  data = url.substr(comma + 1);
-  return !mime_type.empty();
-}
 
 // The image type a URL's extension suggests; Gemini needs one for fileData.
 std::string guess_image_type(const std::string& url) {
