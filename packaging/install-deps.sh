@@ -7,6 +7,7 @@ BUILD_PKGS=(
   build-essential cmake ninja-build pkg-config
   libcli11-dev libsqlite3-dev libpq-dev libmongoc-dev libbson-dev
   nlohmann-json3-dev libboost-dev libssl-dev ca-certificates
+  libgoogle-perftools-dev
 )
 TEST_PKGS=(libgtest-dev libgmock-dev postgresql curl openssl python3 nodejs npm)
 BENCH_PKGS=(nginx-light wrk)

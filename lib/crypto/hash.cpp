@@ -10,10 +10,22 @@
 
 namespace llmproxy::crypto {
 
+namespace {
+
+// OpenSSL 3 looks the algorithm up in its provider registry on every call
+// that passes EVP_sha256(); fetching it once keeps that off the hot path
+// (every request hashes its key).
+const EVP_MD* sha256_md() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md ? md : EVP_sha256();
+}
+
+}  // namespace
+
 std::string sha256(std::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr) != 1) {
+  if (EVP_Digest(data.data(), data.size(), digest, &len, sha256_md(), nullptr) != 1) {
     throw std::runtime_error("SHA-256 failed");
   }
   return std::string(reinterpret_cast<char*>(digest), len);
@@ -24,7 +36,7 @@ std::string sha256_hex(std::string_view data) { return hex(sha256(data)); }
 std::string hmac_sha256(std::string_view key, std::string_view data) {
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (!HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+  if (!HMAC(sha256_md(), key.data(), static_cast<int>(key.size()),
             reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, &len)) {
     throw std::runtime_error("HMAC-SHA256 failed");
   }

@@ -46,7 +46,12 @@ tcp::endpoint parse_listen(const std::string& listen) {
 
 // One event loop, its acceptor and its upstream pool.
 struct Worker {
-  Worker(Context& ctx, net::ssl::context& tls) : ctx(ctx), pool(ioc, tls) {}
+  Worker(Context& ctx, net::ssl::context& tls) : ctx(ctx), pool(ioc, tls, deadlines) {
+    deadlines.start(ioc);
+  }
+  // The sweeper's timer goes before the loop; the Deadlines themselves only
+  // after it (the loop's destructor ends sessions that still hold entries).
+  ~Worker() { deadlines.stop(); }
 
   void listen(const tcp::endpoint& ep) {
     acceptor.open(ep.protocol());
@@ -74,6 +79,7 @@ struct Worker {
   }
 
   Context& ctx;
+  util::Deadlines deadlines;
   net::io_context ioc{1};
   tcp::acceptor acceptor{ioc};
   upstream::Pool pool;

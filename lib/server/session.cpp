@@ -7,8 +7,10 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <array>
+#include <cstdio>
 #include <iostream>
 #include <random>
 
@@ -20,6 +22,7 @@
 #include "lib/routing/route.h"
 #include "lib/server/respond.h"
 #include "lib/util/json_scan.h"
+#include "lib/util/send.h"
 
 namespace llmproxy::server {
 namespace {
@@ -32,13 +35,46 @@ using Request = http::request<http::string_body>;
 using Clock = std::chrono::steady_clock;
 using providers::Endpoint;
 
+using tcp = net::ip::tcp;
+
+// Whether the client is still there while the upstream works (see ClientWatch).
+// Shared with the pending wait's handler, which may outlive the Client.
+struct WatchState {
+  upstream::Exchange* watched = nullptr;  // cancelled if the client goes away
+  bool pending = false;                   // a wait on the socket is outstanding
+  bool gone = false;
+};
+
 // The client side of a session.
 struct Client {
-  beast::tcp_stream stream;
+  Client(tcp::socket s, Context& c, upstream::Pool& p)
+      : socket(std::move(s)), ctx(c), pool(p), deadline(p.deadlines(), socket) {}
+
+  tcp::socket socket;
   beast::flat_buffer buffer;
   Context& ctx;
   upstream::Pool& pool;
+  util::Deadline deadline;  // reading a request, or writing a large reply / a stream
+  std::shared_ptr<WatchState> watch = std::make_shared<WatchState>();
 };
+
+// The status line and headers of a reply, in one buffer: the reply goes out
+// in one gather write (head + body) rather than beast's per-field buffers.
+template <class Fields>
+std::string serialize_head(const http::response_header<Fields>& h) {
+  std::string head;
+  head.reserve(512);
+  beast::string_view reason = h.reason();
+  head.append("HTTP/1.1 ").append(std::to_string(h.result_int())).append(" ");
+  head.append(reason.data(), reason.size()).append("\r\n");
+  for (const auto& f : h) {
+    beast::string_view name = f.name_string(), value = f.value();
+    head.append(name.data(), name.size()).append(": ").append(value.data(), value.size());
+    head.append("\r\n");
+  }
+  head.append("\r\n");
+  return head;
+}
 
 std::string_view header(const Request& req, std::string_view name) {
   auto it = req.find(beast::string_view(name.data(), name.size()));
@@ -126,10 +162,12 @@ net::awaitable<void> write(Client& c, Response& res) {
   // a write deadline (each deadline is a timer update on the hot path).
   constexpr std::size_t kBufferedReply = 128 * 1024;
   bool guarded = res.body().size() > kBufferedReply;
-  if (guarded) c.stream.expires_after(c.ctx.options.client_read_timeout);
+  if (guarded) c.deadline.arm(c.ctx.options.client_read_timeout);
+  std::string head = serialize_head(res.base());
+  std::array<net::const_buffer, 2> out{net::buffer(head), net::buffer(res.body())};
   beast::error_code ec;
-  co_await http::async_write(c.stream, res, redirect_error(use_awaitable, ec));
-  if (guarded) c.stream.expires_never();
+  co_await util::send_all(c.socket, out, ec);
+  if (guarded) c.deadline.disarm();
 }
 
 // Sends a finished reply and records it.
@@ -170,45 +208,44 @@ std::string client_body(const Call& call, int status, std::string body) {
 
 // Watches the client socket while the upstream works: a client that goes away
 // cancels the upstream exchange at once instead of at the next write.
+// It waits for readability (no read, no speculative syscall, no timer): when
+// the socket turns readable, a peek tells a closed connection from a
+// pipelined next request. A wait still pending from an earlier request is
+// reused, and stopping leaves it pending: the next request's arrival
+// completes it, so keep-alive traffic costs no extra syscall per request.
 class ClientWatch {
  public:
-  ClientWatch(Client& c, upstream::Exchange& ex)
-      : c_(c), ex_(ex), finished_(c.stream.get_executor()) {
-    finished_.expires_at(Clock::time_point::max());
-    net::co_spawn(c.stream.get_executor(), run(), net::detached);
+  ClientWatch(Client& c, upstream::Exchange& ex) : state_(c.watch) {
+    state_->watched = &ex;
+    state_->gone = false;
+    if (!state_->pending) arm(c.socket, state_);
   }
+  ~ClientWatch() { stop(); }
+  ClientWatch(const ClientWatch&) = delete;
 
-  // Stops watching; returns once the watcher is idle again.
-  net::awaitable<void> stop() {
-    if (!running_) co_return;
-    stopping_ = true;
-    beast::error_code ec;
-    c_.stream.socket().cancel(ec);
-    if (running_) co_await finished_.async_wait(redirect_error(use_awaitable, ec));
-  }
-
-  bool client_gone() const { return gone_; }
+  void stop() { state_->watched = nullptr; }
+  bool client_gone() const { return state_->gone; }
 
  private:
-  net::awaitable<void> run() {
-    beast::error_code ec;
-    std::size_t n = co_await c_.stream.async_read_some(c_.buffer.prepare(1024),
-                                                       redirect_error(use_awaitable, ec));
-    c_.buffer.commit(n);  // a pipelined request is kept for the session loop
-    if (ec && !stopping_) {
-      gone_ = true;
-      ex_.cancel();
-    }
-    running_ = false;
-    finished_.cancel();
+  static void arm(tcp::socket& socket, const std::shared_ptr<WatchState>& state) {
+    state->pending = true;
+    socket.async_wait(tcp::socket::wait_read,
+                      [&socket, weak = std::weak_ptr<WatchState>(state)](beast::error_code ec) {
+                        auto s = weak.lock();
+                        if (!s) return;  // the session is over; so is its socket
+                        s->pending = false;
+                        if (ec || !s->watched) return;
+                        char byte;
+                        ssize_t n = ::recv(socket.native_handle(), &byte, 1,
+                                           MSG_PEEK | MSG_DONTWAIT);
+                        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+                          s->gone = true;
+                          s->watched->cancel();
+                        }
+                      });
   }
 
-  Client& c_;
-  upstream::Exchange& ex_;
-  net::steady_timer finished_;
-  bool running_ = true;
-  bool stopping_ = false;
-  bool gone_ = false;
+  std::shared_ptr<WatchState> state_;
 };
 
 // Starts a chunked text/event-stream reply.
@@ -220,27 +257,30 @@ net::awaitable<bool> begin_stream(Call& call, int status) {
   res.chunked(true);
   call.decorate(res);
   call.headers_sent = true;
-  http::response_serializer<http::empty_body> sr{res};
+  std::string head = serialize_head(res.base());
   beast::error_code ec;
-  call.client.stream.expires_after(call.ctx().options.client_read_timeout);
-  co_await http::async_write_header(call.client.stream, sr, redirect_error(use_awaitable, ec));
+  call.client.deadline.arm(call.ctx().options.client_read_timeout);
+  co_await util::send_all(call.client.socket, net::buffer(head), ec);
   co_return !ec;
 }
 
+// One HTTP/1.1 chunk (size line, data, CRLF) in one gather write.
 net::awaitable<bool> send_chunk(Call& call, std::string_view data) {
   if (data.empty()) co_return true;
+  char size_line[24];
+  int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", data.size());
+  std::array<net::const_buffer, 3> out{net::buffer(size_line, static_cast<std::size_t>(n)),
+                                       net::buffer(data), net::buffer("\r\n", 2)};
   beast::error_code ec;
-  call.client.stream.expires_after(call.ctx().options.client_read_timeout);
-  co_await net::async_write(call.client.stream, http::make_chunk(net::buffer(data)),
-                            redirect_error(use_awaitable, ec));
+  call.client.deadline.arm(call.ctx().options.client_read_timeout);
+  co_await util::send_all(call.client.socket, out, ec);
   co_return !ec;
 }
 
 net::awaitable<bool> end_stream(Call& call) {
   beast::error_code ec;
-  co_await net::async_write(call.client.stream, http::make_chunk_last(),
-                            redirect_error(use_awaitable, ec));
-  call.client.stream.expires_never();
+  co_await util::send_all(call.client.socket, net::buffer("0\r\n\r\n", 5), ec);
+  call.client.deadline.disarm();
   co_return !ec;
 }
 
@@ -341,7 +381,7 @@ net::awaitable<void> relay_stream(Call& call, const providers::Adapter& adapter,
     translator->finish(out);
     client_ok = co_await send_chunk(call, out);
   }
-  co_await watch.stop();
+  watch.stop();
   const providers::Usage& usage = translator->usage();
   if (!client_ok || watch.client_gone() || f == upstream::Failure::kCancelled) {
     ex.cancel();
@@ -387,7 +427,7 @@ net::awaitable<void> forward(Call& call, const providers::Adapter& adapter,
   auto timeout = std::chrono::milliseconds(call.route.connection->timeout_ms);
   upstream::Failure f = co_await ex.start(up, timeout);
   if (f != upstream::Failure::kNone) {
-    co_await watch.stop();
+    watch.stop();
     co_await upstream_failed(call, watch.client_gone() ? upstream::Failure::kCancelled : f,
                              ex.error());
     co_return;
@@ -403,7 +443,7 @@ net::awaitable<void> forward(Call& call, const providers::Adapter& adapter,
   std::string body;
   f = co_await ex.read_all(body);
   if (!call.ttft_ms) call.ttft_ms = ms_since(call.start);
-  co_await watch.stop();
+  watch.stop();
   if (f != upstream::Failure::kNone) {
     co_await upstream_failed(call, watch.client_gone() ? upstream::Failure::kCancelled : f,
                              ex.error());
@@ -718,16 +758,8 @@ net::awaitable<void> run_session(net::ip::tcp::socket socket, Context& ctx,
                                  upstream::Pool& pool) {
   beast::error_code ec;
   socket.set_option(net::ip::tcp::no_delay(true), ec);
-  Client c{beast::tcp_stream(std::move(socket)), {}, ctx, pool};
-  net::steady_timer deadline(c.stream.get_executor());
-  // The deadline's handler may already be queued when the read completes, so
-  // it reaches the session only through this token, which dies with it.
-  struct ReadClock {
-    Client* client;
-    std::uint64_t generation = 0;
-    bool timed_out = false;
-  };
-  auto clock = std::make_shared<ReadClock>(ReadClock{&c});
+  socket.non_blocking(true, ec);  // for util::send_all
+  Client c(std::move(socket), ctx, pool);
 
   for (;;) {
     http::request_parser<http::string_body> parser;
@@ -736,20 +768,10 @@ net::awaitable<void> run_session(net::ip::tcp::socket socket, Context& ctx,
 
     // A request must arrive within the read timeout; a client that sent part
     // of one gets a 408, an idle keep-alive connection is simply closed.
-    clock->timed_out = false;
-    std::uint64_t generation = ++clock->generation;
-    deadline.expires_after(ctx.options.client_read_timeout);
-    deadline.async_wait([weak = std::weak_ptr<ReadClock>(clock), generation](beast::error_code e) {
-      auto rc = weak.lock();
-      if (e || !rc || rc->generation != generation) return;
-      rc->timed_out = true;
-      beast::error_code ignore;
-      rc->client->stream.socket().cancel(ignore);
-    });
-    co_await http::async_read(c.stream, c.buffer, parser, redirect_error(use_awaitable, ec));
-    deadline.cancel();
-    ++clock->generation;
-    bool timed_out = clock->timed_out;
+    c.deadline.arm(ctx.options.client_read_timeout);
+    co_await http::async_read(c.socket, c.buffer, parser, redirect_error(use_awaitable, ec));
+    c.deadline.disarm();
+    bool timed_out = c.deadline.expired();
 
     if (ec == http::error::body_limit) {
       Response res = error_response(
@@ -773,11 +795,10 @@ net::awaitable<void> run_session(net::ip::tcp::socket socket, Context& ctx,
     Request req = parser.release();
     bool again = co_await dispatch(c, req);
     ctx.in_flight.fetch_sub(1);
-    if (!again || ctx.draining.load() || !c.stream.socket().is_open()) break;
+    if (!again || ctx.draining.load() || !c.socket.is_open()) break;
   }
-  clock.reset();
-  c.stream.socket().shutdown(net::ip::tcp::socket::shutdown_send, ec);
-  c.stream.close();
+  c.socket.shutdown(net::ip::tcp::socket::shutdown_send, ec);
+  c.socket.close(ec);
 }
 
 }  // namespace llmproxy::server

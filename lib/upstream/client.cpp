@@ -1,13 +1,15 @@
 #include "lib/upstream/client.h"
 
+#include "lib/util/send.h"
+
+#include <boost/asio/connect.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 namespace llmproxy::upstream {
 namespace {
-
-constexpr std::size_t kReadChunk = 16 * 1024;
 
 bool is_stale_socket_error(const beast::error_code& ec) {
   return ec == http::error::end_of_stream || ec == net::error::eof ||
@@ -22,10 +24,37 @@ std::string pool_key(const providers::UpstreamRequest& req) {
 // Runs `op` on the plain or the TLS stream, whichever the connection has.
 template <class Op>
 auto on_stream(Conn& c, Op&& op) {
-  return c.tls ? op(*c.tls) : op(*c.tcp);
+  return c.tls ? op(*c.tls) : op(*c.plain);
+}
+
+// The request line and headers, serialised once into one buffer: the request
+// goes out in a single gather write (header + body) instead of beast's
+// per-field buffer sequence.
+void serialize_head(const providers::UpstreamRequest& req, std::string& head) {
+  bool default_port = (req.tls && req.port == "443") || (!req.tls && req.port == "80");
+  bool own_user_agent = false;
+  for (const auto& [name, value] : req.headers)
+    own_user_agent |= beast::iequals(name, "user-agent");
+  head.clear();
+  head.reserve(160 + req.target.size() + req.host.size());
+  head.append("POST ").append(req.target).append(" HTTP/1.1\r\nHost: ").append(req.host);
+  if (!default_port) head.append(":").append(req.port);
+  head.append("\r\n");
+  if (!own_user_agent) head.append("User-Agent: llm-proxy/0.1\r\n");
+  for (const auto& [name, value] : req.headers) {
+    head.append(name).append(": ").append(value).append("\r\n");
+  }
+  head.append("Content-Length: ").append(std::to_string(req.body.size())).append("\r\n\r\n");
 }
 
 }  // namespace
+
+Conn::Conn(net::io_context& ioc, net::ssl::context* tls_ctx, util::Deadlines& deadlines,
+           std::string k)
+    : key(std::move(k)),
+      plain(tls_ctx ? nullptr : std::make_unique<tcp::socket>(ioc)),
+      tls(tls_ctx ? std::make_unique<beast::ssl_stream<tcp::socket>>(ioc, *tls_ctx) : nullptr),
+      deadline(deadlines, lowest()) {}
 
 std::unique_ptr<net::ssl::context> make_tls_context() {
   auto ctx = std::make_unique<net::ssl::context>(net::ssl::context::tls_client);
@@ -52,11 +81,7 @@ void Pool::give_back(std::unique_ptr<Conn> conn) {
 }
 
 std::unique_ptr<Conn> Pool::make(const providers::UpstreamRequest& req, const std::string& key) {
-  auto conn = std::make_unique<Conn>();
-  conn->key = key;
-  if (req.tls) conn->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(ioc_, tls_ctx_);
-  else conn->tcp = std::make_unique<beast::tcp_stream>(ioc_);
-  return conn;
+  return std::make_unique<Conn>(ioc_, req.tls ? &tls_ctx_ : nullptr, deadlines_, key);
 }
 
 std::size_t Pool::idle_count() const {
@@ -69,7 +94,7 @@ Exchange::~Exchange() = default;
 
 Failure Exchange::fail(Failure f, const beast::error_code& ec, const char* what) {
   if (cancelled_) f = Failure::kCancelled;
-  else if (ec == beast::error::timeout) f = Failure::kTimeout;
+  else if (conn_ && conn_->deadline.expired()) f = Failure::kTimeout;
   error_ = std::string(what) + ": " + ec.message();
   return f;
 }
@@ -101,10 +126,11 @@ net::awaitable<Failure> Exchange::attempt(const providers::UpstreamRequest& req)
     auto endpoints = co_await resolver.async_resolve(req.host, req.port,
                                                      redirect_error(use_awaitable, ec));
     if (ec) co_return fail(Failure::kConnect, ec, ("cannot resolve " + req.host).c_str());
-    c.lowest().expires_after(timeout_);
-    co_await c.lowest().async_connect(endpoints, redirect_error(use_awaitable, ec));
+    c.deadline.arm(timeout_);
+    co_await net::async_connect(c.lowest(), endpoints, redirect_error(use_awaitable, ec));
     if (ec) co_return fail(Failure::kConnect, ec, ("cannot connect to " + key_).c_str());
-    c.lowest().socket().set_option(net::ip::tcp::no_delay(true), ec);
+    c.lowest().set_option(net::ip::tcp::no_delay(true), ec);
+    c.lowest().non_blocking(true, ec);  // for util::send_all
     if (c.tls) {
       if (!SSL_set_tlsext_host_name(c.tls->native_handle(), req.host.c_str())) {
         co_return fail(Failure::kConnect, beast::error_code(static_cast<int>(::ERR_get_error()),
@@ -112,7 +138,6 @@ net::awaitable<Failure> Exchange::attempt(const providers::UpstreamRequest& req)
                        "TLS SNI");
       }
       c.tls->set_verify_callback(net::ssl::host_name_verification(req.host));
-      c.lowest().expires_after(timeout_);
       co_await c.tls->async_handshake(net::ssl::stream_base::client,
                                       redirect_error(use_awaitable, ec));
       if (ec) co_return fail(Failure::kConnect, ec, ("TLS handshake with " + key_).c_str());
@@ -120,19 +145,11 @@ net::awaitable<Failure> Exchange::attempt(const providers::UpstreamRequest& req)
   }
 
   // The body is sent from the caller's buffer, not copied into the message.
-  http::request<http::span_body<const char>> out{http::verb::post, req.target, 11};
-  bool default_port = (req.tls && req.port == "443") || (!req.tls && req.port == "80");
-  out.set(http::field::host, default_port ? req.host : req.host + ":" + req.port);
-  out.set(http::field::user_agent, "llm-proxy/0.1");
-  for (const auto& [name, value] : req.headers) out.set(name, value);
-  out.body() = beast::span<const char>(req.body.data(), req.body.size());
-  out.keep_alive(true);
-  out.prepare_payload();
-
-  c.lowest().expires_after(timeout_);
-  co_await on_stream(c, [&](auto& s) {
-    return http::async_write(s, out, redirect_error(use_awaitable, ec));
-  });
+  serialize_head(req, head_);
+  std::array<net::const_buffer, 2> out{net::buffer(head_), net::buffer(req.body)};
+  c.deadline.arm(timeout_);
+  if (c.tls) co_await net::async_write(*c.tls, out, redirect_error(use_awaitable, ec));
+  else co_await util::send_all(*c.plain, out, ec);
   if (ec) {
     retry_fresh_ = c.reused && is_stale_socket_error(ec);
     co_return fail(Failure::kBroken, ec, ("sending to " + key_).c_str());
@@ -156,17 +173,17 @@ net::awaitable<Failure> Exchange::read_some(std::string& out) {
   using net::redirect_error;
   using net::use_awaitable;
   if (done()) co_return Failure::kNone;
-  char buf[kReadChunk];
-  parser_->get().body().data = buf;
-  parser_->get().body().size = sizeof buf;
   beast::error_code ec;
   Conn& c = *conn_;
-  c.lowest().expires_after(timeout_);
+  char* buf = c.chunk.data();
+  parser_->get().body().data = buf;
+  parser_->get().body().size = c.chunk.size();
+  c.deadline.arm(timeout_);
   co_await on_stream(c, [&](auto& s) {
     return http::async_read_some(s, c.buffer, *parser_, redirect_error(use_awaitable, ec));
   });
   if (ec == http::error::need_buffer) ec = {};
-  out.append(buf, sizeof buf - parser_->get().body().size);
+  out.append(buf, c.chunk.size() - parser_->get().body().size);
   if (ec) co_return fail(Failure::kBroken, ec, ("reading the reply from " + key_).c_str());
   co_return Failure::kNone;
 }
@@ -182,7 +199,7 @@ net::awaitable<Failure> Exchange::read_all(std::string& out) {
 void Exchange::finish() {
   if (!conn_) return;
   if (done() && !cancelled_ && parser_->keep_alive()) {
-    conn_->lowest().expires_never();
+    conn_->deadline.disarm();
     conn_->reused = false;
     pool_.give_back(std::move(conn_));
   }
@@ -193,7 +210,7 @@ void Exchange::cancel() {
   cancelled_ = true;
   if (conn_) {
     beast::error_code ec;
-    conn_->lowest().socket().close(ec);
+    conn_->lowest().close(ec);
   }
 }
 

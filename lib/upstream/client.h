@@ -13,6 +13,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <array>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "lib/providers/provider.h"
+#include "lib/util/deadlines.h"
 
 namespace llmproxy::upstream {
 
@@ -28,31 +30,45 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 
+using tcp = net::ip::tcp;
+
 // One connection to an upstream host.
 struct Conn {
+  // tls_ctx: null for plain HTTP.
+  Conn(net::io_context& ioc, net::ssl::context* tls_ctx, util::Deadlines& deadlines,
+       std::string key);
+
+  tcp::socket& lowest() { return tls ? tls->next_layer() : *plain; }
+
   std::string key;  // "https://host:port"
-  std::unique_ptr<beast::tcp_stream> tcp;
-  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
+  std::unique_ptr<tcp::socket> plain;
+  // beast's ssl_stream coalesces a gather write into one TLS record.
+  std::unique_ptr<beast::ssl_stream<tcp::socket>> tls;
+  util::Deadline deadline;
   beast::flat_buffer buffer;
   bool reused = false;
-
-  beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *tcp; }
+  // Where decoded body bytes land before they are handed out: kept with the
+  // connection, not on a coroutine frame, so reads allocate nothing.
+  std::array<char, 16 * 1024> chunk;
 };
 
 class Pool {
  public:
-  Pool(net::io_context& ioc, net::ssl::context& tls_ctx, std::size_t max_idle_per_host = 256)
-      : ioc_(ioc), tls_ctx_(tls_ctx), max_idle_(max_idle_per_host) {}
+  Pool(net::io_context& ioc, net::ssl::context& tls_ctx, util::Deadlines& deadlines,
+       std::size_t max_idle_per_host = 256)
+      : ioc_(ioc), tls_ctx_(tls_ctx), deadlines_(deadlines), max_idle_(max_idle_per_host) {}
 
   // An idle connection to the request's host, or nullptr.
   std::unique_ptr<Conn> take_idle(const std::string& key);
   void give_back(std::unique_ptr<Conn> conn);
   std::unique_ptr<Conn> make(const providers::UpstreamRequest& req, const std::string& key);
   std::size_t idle_count() const;
+  util::Deadlines& deadlines() { return deadlines_; }
 
  private:
   net::io_context& ioc_;
   net::ssl::context& tls_ctx_;
+  util::Deadlines& deadlines_;
   std::size_t max_idle_;
   std::unordered_map<std::string, std::vector<std::unique_ptr<Conn>>> idle_;
 };
@@ -95,6 +111,7 @@ class Exchange {
   std::optional<http::response_parser<http::buffer_body>> parser_;
   std::chrono::milliseconds timeout_{0};
   std::string key_;
+  std::string head_;  // the request line and headers being sent
   std::string error_;
   bool cancelled_ = false;
   bool retry_fresh_ = false;  // the last attempt failed on a stale pooled connection

@@ -12,7 +12,7 @@ namespace llmproxy::storage {
 
 // Versioned schema. Each entry is applied once, in order, inside a transaction;
 // never edit an entry that has shipped, append a new one.
-static constexpr std::array<const char*, 2> kMigrations = {R"sql(
+static constexpr std::array<const char*, 3> kMigrations = {R"sql(
 CREATE TABLE meta (
   key   TEXT PRIMARY KEY,
   value INTEGER NOT NULL
@@ -96,6 +96,11 @@ CREATE INDEX usage_assignment_ts ON usage_records(assignment_id, ts);
 )sql",
                                                             R"sql(
 ALTER TABLE connections ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
+)sql",
+                                                            R"sql(
+-- No query selects by assignment (token windows are rebuilt from a ts range
+-- grouped by assignment), and every index costs a b-tree insert per record.
+DROP INDEX IF EXISTS usage_assignment_ts;
 )sql"};
 
 // A prepared statement with typed binding and reading. Columns and parameters
@@ -114,7 +119,12 @@ class SqliteStore::Statement {
 
   template <class... Args>
   Statement& bind_all(const Args&... args) {
-    int i = 0;
+    return bind_from(0, args...);
+  }
+  // Binds args to the parameters first, first + 1, ...
+  template <class... Args>
+  Statement& bind_from(int first, const Args&... args) {
+    int i = first;
     (bind(i++, args), ...);
     return *this;
   }
@@ -372,9 +382,12 @@ void SqliteStore::migrate() {
     exec(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
-    Statement cur(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
-    cur.step();
-    std::int64_t have = cur.i64(0);
+    std::int64_t have = 0;
+    {  // finalised before any migration runs: DROP fails under an open read
+      Statement cur(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+      cur.step();
+      have = cur.i64(0);
+    }
     for (std::size_t v = static_cast<std::size_t>(have); v < kMigrations.size(); ++v) {
       exec(kMigrations[v]);
       Statement(db_, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
@@ -723,17 +736,40 @@ std::vector<Assignment> SqliteStore::list_assignments(std::optional<Id> vkey_id)
 void SqliteStore::insert_usage(std::span<const UsageRecord> records) {
   if (records.empty()) return;
   std::lock_guard lock(mu_);
+  // Multi-row INSERTs: one statement execution (and one AUTOINCREMENT
+  // bookkeeping write) per kRowsPerInsert records instead of per record.
+  constexpr std::size_t kRowsPerInsert = 64;
+  constexpr int kCols = 14;
+  auto insert_sql = [](std::size_t rows) {
+    std::string sql =
+        "INSERT INTO usage_records (ts, request_id, vkey_id, vkey_name, assignment_id, model, "
+        "conn_id, conn_name, status, latency_ms, ttft_ms, prompt_tokens, completion_tokens, "
+        "cost) VALUES ";
+    for (std::size_t i = 0; i < rows; ++i)
+      sql += i ? ",(?,?,?,?,?,?,?,?,?,?,?,?,?,?)" : "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+    return sql;
+  };
+  auto insert = [&](Statement& st, std::span<const UsageRecord> rows) {
+    int base = 0;
+    for (const UsageRecord& r : rows) {
+      st.bind_from(base, r.ts, r.request_id, r.vkey_id, r.vkey_name, r.assignment_id, r.model,
+                   r.conn_id, r.conn_name, r.status, r.latency_ms, r.ttft_ms, r.prompt_tokens,
+                   r.completion_tokens, r.cost);
+      base += kCols;
+    }
+    st.run();
+    st.reset();
+  };
   transaction([&] {
-    Statement st(db_,
-                 "INSERT INTO usage_records (ts, request_id, vkey_id, vkey_name, assignment_id, "
-                 "model, conn_id, conn_name, status, latency_ms, ttft_ms, prompt_tokens, "
-                 "completion_tokens, cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    for (const UsageRecord& r : records) {
-      st.bind_all(r.ts, r.request_id, r.vkey_id, r.vkey_name, r.assignment_id, r.model, r.conn_id,
-                  r.conn_name, r.status, r.latency_ms, r.ttft_ms, r.prompt_tokens,
-                  r.completion_tokens, r.cost);
-      st.run();
-      st.reset();
+    std::size_t full = records.size() / kRowsPerInsert * kRowsPerInsert;
+    if (full) {
+      Statement st(db_, insert_sql(kRowsPerInsert));
+      for (std::size_t at = 0; at < full; at += kRowsPerInsert)
+        insert(st, records.subspan(at, kRowsPerInsert));
+    }
+    if (full < records.size()) {
+      Statement st(db_, insert_sql(records.size() - full));
+      insert(st, records.subspan(full));
     }
   });
 }

@@ -1,5 +1,6 @@
 #include "lib/providers/openai/openai_adapter.h"
 
+#include <charconv>
 #include <nlohmann/json.hpp>
 
 #include "lib/providers/url.h"
@@ -171,15 +172,22 @@ bool client_wants_usage(const InboundRequest& in) {
 }
 
 Usage parse_openai_usage(std::string_view usage_json) {
+  // Scanned, not parsed into a DOM: this runs on every proxied reply.
+  static constexpr std::string_view kKeys[] = {"prompt_tokens", "completion_tokens"};
+  json_scan::Span spans[2];
+  std::string error;
+  bool is_object = false;
   Usage u;
-  auto j = nlohmann::json::parse(usage_json, nullptr, false);
-  if (!j.is_object()) return u;
-  auto count = [&](const char* key) -> std::int64_t {
-    auto it = j.find(key);
-    return it != j.end() && it->is_number_integer() ? it->get<std::int64_t>() : 0;
+  if (!json_scan::scan(usage_json, kKeys, spans, error, &is_object) || !is_object) return u;
+  auto count = [&](const json_scan::Span& span) -> std::int64_t {
+    std::int64_t n = 0;
+    if (!span.found) return 0;
+    std::string_view v = span.in(usage_json);
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    return ec == std::errc() && end == v.data() + v.size() ? n : 0;  // integers only
   };
-  u.prompt_tokens = count("prompt_tokens");
-  u.completion_tokens = count("completion_tokens");
+  u.prompt_tokens = count(spans[0]);
+  u.completion_tokens = count(spans[1]);
   u.reported = true;
   return u;
 }
