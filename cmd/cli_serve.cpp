@@ -12,12 +12,13 @@ void add_serve_command(CLI::App& app, Context& ctx) {
   auto max_body = std::make_shared<std::optional<std::int64_t>>();
   auto grace = std::make_shared<std::optional<double>>();
   auto threads = std::make_shared<std::optional<std::int64_t>>();
+  auto read_timeout = std::make_shared<std::optional<double>>();
   CLI::App* serve = add_command(
       &app, ctx, "serve", "Run the OpenAI-compatible proxy",
       "  llm-proxy serve\n"
       "  llm-proxy serve --listen 127.0.0.1:8080 --threads 2\n"
       "  MASTER_KEY=sk-admin-... llm-proxy serve --db postgres://proxy@db/proxy\n",
-      [&ctx, opts, master, max_body, grace, threads] {
+      [&ctx, opts, master, max_body, grace, threads, read_timeout] {
         if (*master) opts->master_key = **master;
         else if (const char* env = std::getenv("MASTER_KEY")) opts->master_key = env;
         if (*max_body) {
@@ -27,6 +28,12 @@ void add_serve_command(CLI::App& app, Context& ctx) {
         if (*grace) {
           if (**grace < 0) throw CLI::ValidationError("--grace", "must be >= 0");
           opts->grace = std::chrono::milliseconds(static_cast<long>(**grace * 1000));
+        }
+        if (*read_timeout) {
+          if (**read_timeout <= 0 || **read_timeout > 86400)
+            throw CLI::ValidationError("--read-timeout", "must be > 0 and at most 86400");
+          opts->client_read_timeout =
+              std::chrono::milliseconds(static_cast<long>(**read_timeout * 1000));
         }
         if (*threads) {
           if (**threads < 0 || **threads > 256)
@@ -41,6 +48,9 @@ void add_serve_command(CLI::App& app, Context& ctx) {
              "Key that may use every model (default: $MASTER_KEY)");
   add_int(serve, "--max-body", *max_body, "Largest request body in bytes (default 10 MiB)");
   add_double(serve, "--grace", *grace, "Seconds to let requests finish on SIGTERM (default 30)");
+  add_double(serve, "--read-timeout", *read_timeout,
+             "Seconds a client has to send a whole request, or to take a reply it stalls "
+             "(default 60)");
 }
 
 }  // namespace llmproxy::cli

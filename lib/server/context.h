@@ -19,7 +19,9 @@ struct ServerOptions {
   std::string master_key;
   std::size_t max_body_bytes = 10 * 1024 * 1024;
   std::chrono::milliseconds grace{30'000};        // drain time after SIGTERM
-  std::chrono::seconds client_read_timeout{60};   // a request must arrive within this
+  // A request must arrive within this; a client that stops reading a reply
+  // (stream or large body) is dropped after it too.
+  std::chrono::milliseconds client_read_timeout{60'000};
   std::chrono::milliseconds reload_interval{500}; // config version polling
 };
 

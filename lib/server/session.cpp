@@ -4,6 +4,14 @@
 // Nothing here touches storage or blocks; config comes from the snapshot.
 #include "lib/server/session.h"
 
+// GCC 12 inlines Asio's coroutine-frame allocator (thread_info_base, which
+// calls ::operator new) into a frame and then flags the frame's class-specific
+// operator delete as mismatched: a known false positive for coroutine
+// frames, not a real mismatch (the pair is Asio's own allocate/deallocate).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>

@@ -1260,6 +1260,77 @@ class ReloadTest(ServeCase):
 
 
 # ---------------------------------------------------------------------------
+class SlowClientTest(ServeCase):
+    """--read-timeout: a client gets that long to send a request, or to take a
+    reply it has stopped reading."""
+
+    READ_TIMEOUT = 0.5
+    serve_args = ("--read-timeout", str(READ_TIMEOUT))
+
+    @classmethod
+    def provision(cls):
+        cls.ws.connection("up", "openai", endpoint=cls.fake.base_url + "/v1",
+                          api_key=UPSTREAM_KEY)
+        cls.ws.model("gpt", "r-gpt", "up")
+        # A long stream of large events: more than the socket buffers hold.
+        cls.fake.on("r-flood", fo.sse_reply(pieces=["x" * 65536] * 400, usage=(7, 400)))
+        cls.ws.model("flood", "r-flood", "up")
+        cls.key, _ = cls.ws.vkey("slow", model_id=["gpt", "flood"])
+
+    def test_partial_request_gets_408_after_the_read_timeout(self):
+        body = json.dumps(chat_body("gpt", "never finished")).encode()
+        with socket.create_connection(("127.0.0.1", self.serve.port), timeout=10) as s:
+            t0 = time.monotonic()
+            s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                       f"Authorization: Bearer {self.key}\r\n"
+                       f"Content-Length: {len(body)}\r\n\r\n").encode() + body[:10])
+            resp = http.client.HTTPResponse(s)
+            resp.begin()
+            r = read_response(resp)
+            waited = time.monotonic() - t0
+            self.assertOpenAIError(r, 408, "invalid_request_error", "request_timeout")
+            self.assertEqual(r.header("connection"), "close")
+            self.assertEqual(s.recv(1), b"")  # closed after the 408
+        # Not before the timeout, and not much after it (one sweep of 0.1 s).
+        self.assertGreaterEqual(waited, self.READ_TIMEOUT - 0.05)
+        self.assertLess(waited, self.READ_TIMEOUT + 2.0)
+        self.assertEqual([q for q in self.fake.requests("r-gpt") if q.user_text == "never finished"],
+                         [], "a partial request reached the upstream")
+
+    def test_idle_keep_alive_connection_is_closed_quietly(self):
+        with socket.create_connection(("127.0.0.1", self.serve.port), timeout=10) as s:
+            body = json.dumps(chat_body("gpt", "once")).encode()
+            s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                       f"Authorization: Bearer {self.key}\r\n"
+                       f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+            resp = http.client.HTTPResponse(s)
+            resp.begin()
+            self.assertEqual(read_response(resp).status, 200)
+            t0 = time.monotonic()
+            self.assertEqual(s.recv(1), b"", "an idle connection got bytes, not a close")
+            self.assertGreaterEqual(time.monotonic() - t0, self.READ_TIMEOUT - 0.05)
+
+    def test_client_that_stops_reading_a_stream_is_dropped_and_recorded(self):
+        req_id = rid("stall")
+        body = json.dumps(chat_body("flood", "flood me", stream=True)).encode()
+        s = socket.create_connection(("127.0.0.1", self.serve.port), timeout=10)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                       f"Authorization: Bearer {self.key}\r\nX-Request-Id: {req_id}\r\n"
+                       f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+            # Read nothing: the proxy's writes stall once the buffers are full,
+            # and after the read timeout it gives up on this client.
+            u = self.ws.wait_usage_record(req_id, timeout=15.0)
+        finally:
+            s.close()
+        self.assertEqual(u["status"], 499, u)
+        rec = self.fake.wait_for_request(lambda q: q.model == "r-flood")
+        wait_until(rec.finished.is_set, 5.0, message="the upstream exchange to be cut")
+        self.assertHealthy()
+
+
+# ---------------------------------------------------------------------------
 class DrainTest(unittest.TestCase):
     def setUp(self):
         self.ws = Workspace()
