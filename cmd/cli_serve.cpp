@@ -17,7 +17,8 @@ void add_serve_command(CLI::App& app, Context& ctx) {
       &app, ctx, "serve", "Run the OpenAI-compatible proxy",
       "  llm-proxy serve\n"
       "  llm-proxy serve --listen 127.0.0.1:8080 --threads 2\n"
-      "  MASTER_KEY=sk-admin-... llm-proxy serve --db postgres://proxy@db/proxy\n",
+      "  MASTER_KEY=sk-admin-... llm-proxy serve --db postgres://proxy@db/proxy\n"
+      "  llm-proxy serve --log-file /var/log/llm-proxy/access.log --log-format text\n",
       [&ctx, opts, master, max_body, grace, threads, read_timeout] {
         if (*master) opts->master_key = **master;
         else if (const char* env = std::getenv("MASTER_KEY")) opts->master_key = env;
@@ -43,6 +44,15 @@ void add_serve_command(CLI::App& app, Context& ctx) {
         std::exit(server::serve(storage::resolve_location(ctx.db), *opts));
       });
   serve->add_option("--listen", opts->listen, "Address to listen on (default 0.0.0.0:8080)");
+  serve->add_option("--log-file", opts->log_file,
+                    "Append the access log to this file instead of stdout");
+  serve->add_option("--log-format", opts->log_format, "Access log lines: json (default) or text")
+      ->check(CLI::IsMember({"json", "text"}));
+  serve->add_option("--log-level", opts->log_level,
+                    "debug | info (default: a line per request) | warn | error (no access log)")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  serve->add_flag("--log-bodies", opts->log_bodies,
+                  "Include request and reply bodies (prompts, completions) in the access log");
   add_int(serve, "--threads", *threads, "Worker threads (default: one per core)");
   add_string(serve, "--master-key", *master,
              "Key that may use every model (default: $MASTER_KEY)");

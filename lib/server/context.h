@@ -9,6 +9,7 @@
 
 #include "lib/config/snapshot.h"
 #include "lib/limits/limiter.h"
+#include "lib/observe/metrics.h"
 #include "lib/usage/usage_sink.h"
 
 namespace llmproxy::server {
@@ -23,20 +24,28 @@ struct ServerOptions {
   // (stream or large body) is dropped after it too.
   std::chrono::milliseconds client_read_timeout{60'000};
   std::chrono::milliseconds reload_interval{500}; // config version polling
+  // The access log: on stdout unless log_file is set; none below info level.
+  std::string log_file;
+  std::string log_format = "json";  // json | text
+  std::string log_level = "info";   // debug | info | warn | error
+  bool log_bodies = false;          // prompts and replies in the access log
 };
 
 struct Context {
-  explicit Context(config::SnapshotPtr initial, usage::UsageSink& sink, ServerOptions opts)
-      : options(std::move(opts)), snapshot(std::move(initial)), usage(sink) {}
+  Context(config::SnapshotPtr initial, usage::UsageSink& sink, observe::Metrics& m,
+          ServerOptions opts)
+      : options(std::move(opts)), snapshot(std::move(initial)), usage(sink), metrics(m) {}
 
   const ServerOptions options;
   config::SnapshotHolder snapshot;
   limits::Limiter limiter;
   usage::UsageSink& usage;
   std::string storage_backend;
+  observe::Metrics& metrics;
 
   std::atomic<bool> draining{false};
   std::atomic<int> in_flight{0};
+  std::atomic<int> open_streams{0};
   std::atomic<bool> storage_ok{true};
 };
 

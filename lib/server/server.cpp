@@ -7,12 +7,16 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cerrno>
+#include <cstring>
 #include <iostream>
+#include <optional>
 #include <map>
 #include <thread>
 
 #include "lib/domain/error.h"
 #include "lib/domain/time.h"
+#include "lib/observe/access_log.h"
 #include "lib/server/session.h"
 #include "lib/upstream/client.h"
 
@@ -161,6 +165,30 @@ class Watcher {
   std::thread thread_;
 };
 
+// The access log's destination, open for as long as serve runs.
+struct AccessLogFile {
+  explicit AccessLogFile(const ServerOptions& o) {
+    if (o.log_level == "warn" || o.log_level == "error") return;  // requests log at info
+    std::FILE* out = stdout;
+    if (!o.log_file.empty()) {
+      file = std::fopen(o.log_file.c_str(), "a");
+      if (!file)
+        throw Error(ErrorKind::kStorage,
+                    "cannot open --log-file " + o.log_file + ": " + std::strerror(errno));
+      out = file;
+    }
+    log.emplace(out, o.log_format == "text" ? observe::LogFormat::kText : observe::LogFormat::kJson,
+                o.log_bodies);
+  }
+  ~AccessLogFile() {
+    if (file) std::fclose(file);
+  }
+  AccessLogFile(const AccessLogFile&) = delete;
+
+  std::FILE* file = nullptr;
+  std::optional<observe::AccessLog> log;
+};
+
 }  // namespace
 
 int serve(const storage::Location& where, const ServerOptions& options) {
@@ -176,8 +204,13 @@ int serve(const storage::Location& where, const ServerOptions& options) {
   std::int64_t version = data.version;
   auto snapshot = std::make_shared<const config::Snapshot>(std::move(data));
 
+  // Observers first: the sink shows them outcomes until it is destroyed.
+  observe::Metrics metrics;
+  AccessLogFile access_log(options);
   usage::UsageSink sink(*usage_store, {});
-  Context ctx(snapshot, sink, options);
+  sink.add_observer(metrics);
+  if (access_log.log) sink.add_observer(*access_log.log);
+  Context ctx(snapshot, sink, metrics, options);
   ctx.storage_backend = std::string(config_store->backend());
   seed_token_windows(*config_store, *snapshot, ctx.limiter);
 

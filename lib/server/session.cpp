@@ -20,6 +20,7 @@
 #include <array>
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "lib/auth/authenticate.h"
@@ -120,7 +121,8 @@ struct Call {
   routing::Route route;
   limits::Decision limits;
   std::optional<double> ttft_ms;
-  UsageRecord record;
+  usage::Outcome outcome;  // the usage record and what metrics and logs add
+  UsageRecord& record = outcome.record;
   bool recorded = false;
   // Anthropic's Messages API: errors in Anthropic's shape, and replies from
   // non-anthropic providers translated back (to_anthropic).
@@ -146,8 +148,9 @@ struct Call {
 
   // Queues the usage record and charges the tokens to the token window.
   void finish(int status, const providers::Usage& usage) {
-    if (recorded || (!who.key && !who.master)) return;
+    if (recorded) return;
     recorded = true;
+    outcome.store = who.key || who.master;
     record.ts = now_ms() - static_cast<TimeMs>(ms_since(start));
     record.request_id = request_id;
     record.status = status;
@@ -160,7 +163,16 @@ struct Call {
       ctx().limiter.charge(*route.assignment, usage.prompt_tokens + usage.completion_tokens,
                            now_ms());
     }
-    ctx().usage.submit(std::move(record));
+    if (status == 499 && outcome.error.empty()) outcome.error = "client_closed";
+    if (ctx().options.log_bodies) outcome.request_body = req.body();
+    ctx().usage.submit(std::move(outcome));
+  }
+
+  // Keeps the reply for the access log, only with --log-bodies.
+  void log_reply(std::string_view body) {
+    constexpr std::size_t kMaxLogged = 1 << 20;
+    if (!ctx().options.log_bodies || outcome.reply_body.size() >= kMaxLogged) return;
+    outcome.reply_body.append(body.substr(0, kMaxLogged - outcome.reply_body.size()));
   }
 };
 
@@ -184,6 +196,7 @@ net::awaitable<void> reply(Call& call, Response res, const providers::Usage& usa
   res.keep_alive(call.keep_alive);
   call.headers_sent = true;
   int status = res.result_int();
+  call.log_reply(res.body());
   call.finish(status, usage);
   co_await write(call.client, res);
 }
@@ -203,6 +216,7 @@ Response error_for(const Call& call, http::status status, std::string_view messa
 net::awaitable<void> reply_error(Call& call, http::status status, std::string_view message,
                                  std::string_view type, std::optional<std::string_view> code,
                                  std::optional<std::string_view> param = std::nullopt) {
+  call.outcome.error = code ? *code : type;
   co_await reply(call, error_for(call, status, message, type, code, param));
 }
 
@@ -257,6 +271,20 @@ class ClientWatch {
 };
 
 // Starts a chunked text/event-stream reply.
+// Counts a streamed reply in llm_proxy_open_streams while it lasts.
+class OpenStream {
+ public:
+  explicit OpenStream(Call& call) : n_(call.ctx().open_streams) {
+    call.outcome.stream = true;
+    ++n_;
+  }
+  ~OpenStream() { --n_; }
+  OpenStream(const OpenStream&) = delete;
+
+ private:
+  std::atomic<int>& n_;
+};
+
 net::awaitable<bool> begin_stream(Call& call, int status) {
   http::response<http::empty_body> res{static_cast<http::status>(status), 11};
   res.set(http::field::content_type, "text/event-stream");
@@ -275,6 +303,7 @@ net::awaitable<bool> begin_stream(Call& call, int status) {
 // One HTTP/1.1 chunk (size line, data, CRLF) in one gather write.
 net::awaitable<bool> send_chunk(Call& call, std::string_view data) {
   if (data.empty()) co_return true;
+  call.log_reply(data);
   char size_line[24];
   int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", data.size());
   std::array<net::const_buffer, 3> out{net::buffer(size_line, static_cast<std::size_t>(n)),
@@ -313,6 +342,7 @@ net::awaitable<void> answer_locally(Call& call, const providers::Adapter& adapte
     to_events->finish(translated.back());
     events = std::move(translated);
   }
+  OpenStream open(call);
   bool ok = co_await begin_stream(call, 200);
   call.ttft_ms = ms_since(call.start);
   for (const std::string& ev : events) {
@@ -352,6 +382,7 @@ net::awaitable<void> upstream_failed(Call& call, upstream::Failure f, const std:
     co_return;
   }
   if (f == upstream::Failure::kTimeout) {
+    call.outcome.error = "upstream_timeout";
     co_await reply(call,
                    error_for(call, http::status::gateway_timeout,
                              "connection '" + conn + "' did not answer within its timeout",
@@ -359,6 +390,7 @@ net::awaitable<void> upstream_failed(Call& call, upstream::Failure f, const std:
                    usage);
     co_return;
   }
+  call.outcome.error = "upstream_unavailable";
   co_await reply(call,
                  error_for(call, http::status::bad_gateway,
                            "connection '" + conn + "' failed: " + detail, "upstream_error",
@@ -370,6 +402,7 @@ net::awaitable<void> upstream_failed(Call& call, upstream::Failure f, const std:
 net::awaitable<void> relay_stream(Call& call, const providers::Adapter& adapter,
                                   const providers::InboundRequest& in, upstream::Exchange& ex,
                                   ClientWatch& watch) {
+  OpenStream open(call);
   auto translator = adapter.stream_translator(in);
   if (call.to_anthropic) translator = providers::anthropic::events_from_chunks(std::move(translator));
   bool client_ok = co_await begin_stream(call, ex.status());
@@ -399,6 +432,7 @@ net::awaitable<void> relay_stream(Call& call, const providers::Adapter& adapter,
   }
   if (f != upstream::Failure::kNone || !translator->complete()) {
     // The upstream broke the stream: tell the client in-band, then end it.
+    call.outcome.error = "upstream_stream_broken";
     std::string message = "connection '" + call.route.connection->name + "' broke the stream: " +
                           (f != upstream::Failure::kNone ? ex.error() : "ended early");
     std::string event =
@@ -441,6 +475,7 @@ net::awaitable<void> forward(Call& call, const providers::Adapter& adapter,
     co_return;
   }
   int status = ex.status();
+  call.outcome.upstream_status = status;
   auto content_type = ex.header(http::field::content_type);
   bool sse = status < 300 && (content_type.starts_with("text/event-stream") ||
                               content_type.starts_with("application/vnd.amazon.eventstream"));
@@ -473,6 +508,8 @@ net::awaitable<void> forward(Call& call, const providers::Adapter& adapter,
     co_return;
   }
   if (status >= 400) {
+    call.outcome.error = status == 401 || status == 403 ? "upstream_auth_error"
+                                                        : "upstream_http_" + std::to_string(status);
     Response res = upstream_error(call, adapter, status, std::move(body));
     // The provider's own back-off hints reach the client unless the adapter
     // set its own.
@@ -695,6 +732,54 @@ Response health(Context& ctx, bool keep_alive) {
   return json_response(http::status::ok, std::move(body), keep_alive);
 }
 
+Response metrics(Context& ctx, bool keep_alive) {
+  observe::Gauges g;
+  g.in_flight = ctx.in_flight.load();
+  g.open_streams = ctx.open_streams.load();
+  g.usage_queue = ctx.usage.queued();
+  g.usage_dropped = ctx.usage.dropped();
+  g.storage_up = ctx.storage_ok.load();
+  g.config_version = ctx.snapshot.get()->version();
+  Response res{http::status::ok, 11};
+  res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+  res.body() = ctx.metrics.render(g);
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  return res;
+}
+
+// Readiness: storage reachable and a config loaded (503 otherwise), plus what
+// each connection's upstream last answered, for a human or a load balancer.
+Response readiness(Context& ctx, bool keep_alive) {
+  bool storage = ctx.storage_ok.load();
+  auto snap = ctx.snapshot.get();
+  auto states = ctx.metrics.upstream_states();
+  nlohmann::ordered_json conns = nlohmann::ordered_json::object();
+  for (const Connection& c : snap->data().connections) {
+    nlohmann::ordered_json j;
+    auto it = states.find(c.name);
+    if (it == states.end()) {
+      j["state"] = "unknown";  // not used since serve started
+    } else {
+      const observe::UpstreamState& st = it->second;
+      bool down = !st.last_error.empty() || st.last_status >= 500;
+      j["state"] = down ? "down" : "up";
+      j["last_status"] = st.last_status;
+      j["last_seen"] = format_time(st.last_seen_ms);
+      if (!st.last_error.empty()) j["last_error"] = st.last_error;
+    }
+    conns[c.name] = std::move(j);
+  }
+  nlohmann::ordered_json body;
+  body["status"] = storage ? "ready" : "not_ready";
+  body["storage"] = storage ? "reachable" : "unreachable";
+  body["backend"] = ctx.storage_backend;
+  body["config_version"] = snap->version();
+  body["connections"] = std::move(conns);
+  return json_response(storage ? http::status::ok : http::status::service_unavailable,
+                       body.dump(), keep_alive);
+}
+
 // Returns whether the connection may serve another request.
 net::awaitable<bool> dispatch(Client& c, const Request& req) {
   std::string_view target(req.target().data(), req.target().size());
@@ -706,13 +791,19 @@ net::awaitable<bool> dispatch(Client& c, const Request& req) {
   call.request_id = request_id_for(req);
   call.keep_alive = keep_alive;
   call.snapshot = c.ctx.snapshot.get();
+  call.recorded = true;  // only proxied requests leave an outcome (below)
 
   auto only = [&](http::verb verb) { return req.method() == verb; };
   if (path == "/health" || path == "/healthz") {
     Response res = health(c.ctx, keep_alive);
     co_await write(c, res);
+  } else if (path == "/health/ready" || path == "/readyz") {
+    Response res = readiness(c.ctx, keep_alive);
+    co_await write(c, res);
+  } else if (path == "/metrics" && only(http::verb::get)) {
+    Response res = metrics(c.ctx, keep_alive);
+    co_await write(c, res);
   } else if (path == "/models" && only(http::verb::get)) {
-    call.recorded = true;  // listing models is not a proxied request
     if (co_await authenticate(call)) {
       Response res = list_models(call);
       co_await write(c, res);
@@ -731,6 +822,7 @@ net::awaitable<bool> dispatch(Client& c, const Request& req) {
                     : path == "/messages"       ? Endpoint::kMessages
                                                 : Endpoint::kEmbeddings;
     call.anthropic_client = call.endpoint == Endpoint::kMessages;
+    call.recorded = false;
     // A bug must cost one request, not the connection's silence: answer 500
     // (or, mid-stream, close) and keep serving.
     std::optional<std::string> failure;

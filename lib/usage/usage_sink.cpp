@@ -18,7 +18,7 @@ UsageSink::~UsageSink() { stop(); }
 
 void UsageSink::start() { thread_ = std::thread([this] { run(); }); }
 
-void UsageSink::submit(UsageRecord record) {
+void UsageSink::submit(Outcome outcome) {
   bool full_batch;
   {
     std::lock_guard lock(mu_);
@@ -26,7 +26,7 @@ void UsageSink::submit(UsageRecord record) {
       queue_.pop_front();
       ++dropped_;
     }
-    queue_.push_back(std::move(record));
+    queue_.push_back(std::move(outcome));
     full_batch = queue_.size() >= options_.batch_size;
   }
   if (full_batch) cv_.notify_one();
@@ -34,10 +34,10 @@ void UsageSink::submit(UsageRecord record) {
 
 std::size_t UsageSink::queued() const {
   std::lock_guard lock(mu_);
-  return queue_.size();
+  return queue_.size() + unstored_count_.load();
 }
 
-bool UsageSink::write_batch(std::vector<UsageRecord>& batch) {
+bool UsageSink::write_batch(std::span<const UsageRecord> batch) {
   try {
     store_.insert_usage(batch);
     written_ += batch.size();
@@ -51,26 +51,51 @@ bool UsageSink::write_batch(std::vector<UsageRecord>& batch) {
   }
 }
 
+void UsageSink::take_queued(std::unique_lock<std::mutex>& lock, std::size_t max) {
+  std::size_t n = std::min(queue_.size(), max);
+  std::vector<Outcome> taken(std::make_move_iterator(queue_.begin()),
+                             std::make_move_iterator(queue_.begin() + static_cast<long>(n)));
+  queue_.erase(queue_.begin(), queue_.begin() + static_cast<long>(n));
+  lock.unlock();
+  for (OutcomeObserver* o : observers_) o->observe(taken);
+  for (Outcome& o : taken) {
+    if (o.store) unstored_.push_back(std::move(o.record));
+  }
+  // While storage is away the records wait here, within the same bound.
+  while (unstored_.size() > options_.max_queued) {
+    unstored_.pop_front();
+    ++dropped_;
+  }
+  unstored_count_ = unstored_.size();
+  lock.lock();
+}
+
+bool UsageSink::store_unstored() {
+  const std::size_t max_batch = options_.batch_size * 4;
+  while (!unstored_.empty()) {
+    std::size_t n = std::min(unstored_.size(), max_batch);
+    std::vector<UsageRecord> batch(unstored_.begin(), unstored_.begin() + static_cast<long>(n));
+    if (!write_batch(batch)) return false;
+    unstored_.erase(unstored_.begin(), unstored_.begin() + static_cast<long>(n));
+    unstored_count_ = unstored_.size();
+  }
+  return true;
+}
+
 void UsageSink::run() {
   auto backoff = options_.flush_interval;
   std::unique_lock lock(mu_);
   for (;;) {
     cv_.wait_for(lock, backoff, [&] { return stopping_ || queue_.size() >= options_.batch_size; });
-    if (queue_.empty()) {
+    if (queue_.empty() && unstored_.empty()) {
       if (stopping_) return;
       continue;
     }
-    std::size_t n = std::min(queue_.size(), options_.batch_size * 4);
-    std::vector<UsageRecord> batch(std::make_move_iterator(queue_.begin()),
-                                   std::make_move_iterator(queue_.begin() + static_cast<long>(n)));
-    queue_.erase(queue_.begin(), queue_.begin() + static_cast<long>(n));
+    take_queued(lock, options_.batch_size * 4);
     lock.unlock();
-    bool ok = write_batch(batch);
+    bool ok = store_unstored();
     lock.lock();
     if (!ok) {
-      // Put them back in front, in order, and retry later.
-      queue_.insert(queue_.begin(), std::make_move_iterator(batch.begin()),
-                    std::make_move_iterator(batch.end()));
       if (stopping_) return;  // stop() decides how long to keep trying
       backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(5));
     } else {
@@ -90,24 +115,17 @@ void UsageSink::stop(std::chrono::milliseconds deadline) {
   // Whatever the writer could not store: try until the deadline.
   auto until = std::chrono::steady_clock::now() + deadline;
   std::unique_lock lock(mu_);
-  while (!queue_.empty()) {
-    std::vector<UsageRecord> batch(std::make_move_iterator(queue_.begin()),
-                                   std::make_move_iterator(queue_.end()));
-    queue_.clear();
-    lock.unlock();
-    bool ok = write_batch(batch);
-    lock.lock();
-    if (ok) continue;
+  while (!queue_.empty()) take_queued(lock, queue_.size());
+  lock.unlock();
+  while (!store_unstored()) {
     if (std::chrono::steady_clock::now() >= until) {
-      std::cerr << "llm-proxy: " << batch.size() << " usage records could not be stored\n";
-      dropped_ += batch.size();
+      std::cerr << "llm-proxy: " << unstored_.size() << " usage records could not be stored\n";
+      dropped_ += unstored_.size();
+      unstored_.clear();
+      unstored_count_ = 0;
       return;
     }
-    queue_.insert(queue_.begin(), std::make_move_iterator(batch.begin()),
-                  std::make_move_iterator(batch.end()));
-    lock.unlock();
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    lock.lock();
   }
 }
 

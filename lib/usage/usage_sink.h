@@ -1,6 +1,7 @@
 // Usage records leave the hot path through this queue: submit() only appends
-// under a short lock; a writer thread stores them in batches. Records survive
-// a storage outage in memory (up to a bound) and are flushed on shutdown.
+// under a short lock; a writer thread shows them to the observers (metrics,
+// access log) and stores them in batches. Records survive a storage outage in
+// memory (up to a bound) and are flushed on shutdown.
 #pragma once
 
 #include <atomic>
@@ -8,9 +9,11 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <span>
 #include <thread>
 
 #include "lib/domain/types.h"
+#include "lib/usage/outcome.h"
 #include "storage/store.h"
 
 namespace llmproxy::usage {
@@ -30,9 +33,11 @@ class UsageSink {
   UsageSink(storage::Store& store, Options options);
   ~UsageSink();
 
+  // Before start(): each outcome is shown to every observer once.
+  void add_observer(OutcomeObserver& observer) { observers_.push_back(&observer); }
   void start();
   // Never blocks on storage.
-  void submit(UsageRecord record);
+  void submit(Outcome outcome);
   // Stops the writer after storing everything queued (retrying for up to
   // `deadline` if storage fails).
   void stop(std::chrono::milliseconds deadline = std::chrono::seconds(10));
@@ -44,15 +49,23 @@ class UsageSink {
 
  private:
   void run();
-  bool write_batch(std::vector<UsageRecord>& batch);
+  // Observes what is queued, moves its records to unstored_. Writer thread
+  // (or stop() after it) only.
+  void take_queued(std::unique_lock<std::mutex>& lock, std::size_t max);
+  // Stores unstored_ in batches; false when storage failed (they stay).
+  bool store_unstored();
+  bool write_batch(std::span<const UsageRecord> batch);
 
   storage::Store& store_;
   Options options_;
+  std::vector<OutcomeObserver*> observers_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<UsageRecord> queue_;
+  std::deque<Outcome> queue_;
   bool stopping_ = false;
   std::thread thread_;
+  std::deque<UsageRecord> unstored_;  // observed, waiting for storage
+  std::atomic<std::size_t> unstored_count_{0};
   std::atomic<std::uint64_t> written_{0}, dropped_{0};
   std::atomic<bool> healthy_{true};
 };

@@ -1331,6 +1331,194 @@ class SlowClientTest(ServeCase):
 
 
 # ---------------------------------------------------------------------------
+def parse_prometheus(text):
+    """{(name, frozenset(labels.items())): value} from the text exposition format;
+    fails on any line that is not a comment or a well-formed sample."""
+    import re
+    sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
+    label = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("# HELP ") or line.startswith("# TYPE "):
+            continue
+        m = sample.match(line)
+        assert m, f"malformed metrics line: {line!r}"
+        labels = {}
+        rest = m.group(3) or ""
+        while rest:
+            lm = label.match(rest)
+            assert lm, f"malformed labels in: {line!r}"
+            labels[lm.group(1)] = lm.group(2)
+            rest = rest[lm.end():]
+        out[(m.group(1), frozenset(labels.items()))] = float(m.group(4))
+    return out
+
+
+def metric(metrics, name, **labels):
+    return metrics.get((name, frozenset(labels.items())), 0.0)
+
+
+class ObservabilityTest(ServeCase):
+    """GET /metrics, GET /health/ready and the access log after a known
+    sequence of requests."""
+
+    @classmethod
+    def provision(cls):
+        cls.log_path = os.path.join(cls.ws.dir, "access.log")
+        cls.serve_args = ("--log-file", cls.log_path)
+        ws = cls.ws
+        ws.connection("up", "openai", endpoint=cls.fake.base_url + "/v1", api_key=UPSTREAM_KEY)
+        ws.connection("gone", "openai", endpoint=f"http://127.0.0.1:{closed_port()}/v1",
+                      api_key=UPSTREAM_KEY)
+        ws.connection("idle", "openai", endpoint=cls.fake.base_url + "/v1", api_key=UPSTREAM_KEY)
+        cls.fake.on("r-gpt", fo.chat_reply(usage=(11, 5)))
+        cls.fake.on("r-sse", fo.sse_reply(pieces=["a", "b"], usage=(7, 2)))
+        cls.fake.on("r-busy", fo.json_error(503, fo.error_obj("overloaded", "server_error")))
+        ws.model("gpt", "r-gpt", "up", input_price=1.0, output_price=2.0)
+        ws.model("sse", "r-sse", "up")
+        ws.model("busy", "r-busy", "up")
+        ws.model("nowhere", "r-x", "gone")
+        ws.model("unused", "r-x", "idle")
+        cls.key, _ = ws.vkey("obs", model_id=["gpt", "sse", "busy", "nowhere"])
+        cls.tight_key, _ = ws.vkey("tight", model_id=["gpt"], rpm=1)
+
+    def scrape(self):
+        r = self.serve.get("/metrics")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertTrue(r.header("content-type").startswith("text/plain; version=0.0.4"))
+        return parse_prometheus(r.body.decode())
+
+    def test_metrics_logs_and_readiness_after_a_known_sequence(self):
+        ids = {}
+        for i in range(3):
+            ids[f"gpt{i}"] = rid("gpt")
+            r = self.serve.post("/v1/chat/completions", chat_body("gpt", f"secret prompt {i}"),
+                                key=self.key, headers={"x-request-id": ids[f"gpt{i}"]})
+            self.assertEqual(r.status, 200, r.body)
+        s = self.serve.stream("/v1/chat/completions", chat_body("sse", stream=True), key=self.key)
+        for _ in s.events():
+            pass
+        s.close()
+        self.assertEqual(self.serve.post("/v1/chat/completions", chat_body("busy"),
+                                         key=self.key).status, 503)
+        self.assertEqual(self.serve.post("/v1/chat/completions", chat_body("nowhere"),
+                                         key=self.key).status, 502)
+        self.assertEqual(self.serve.post("/v1/chat/completions", chat_body("gpt"),
+                                         key=self.tight_key).status, 200)
+        self.assertEqual(self.serve.post("/v1/chat/completions", chat_body("gpt"),
+                                         key=self.tight_key).status, 429)
+        self.assertEqual(self.serve.post("/v1/chat/completions", chat_body("gpt"),
+                                         key="sk-not-a-key").status, 401)
+        total = 3 + 1 + 1 + 1 + 2 + 1
+
+        def counted():
+            m = self.scrape()
+            n = sum(v for (name, _), v in m.items() if name == "llm_proxy_requests_total")
+            return m if n == total else None
+        m = wait_until(counted, 5.0, message=f"{total} requests in /metrics")
+
+        req = "llm_proxy_requests_total"
+        self.assertEqual(metric(m, req, model="gpt", connection="up", status_class="2xx"), 4)
+        self.assertEqual(metric(m, req, model="gpt", connection="up", status_class="4xx"), 1)
+        self.assertEqual(metric(m, req, model="sse", connection="up", status_class="2xx"), 1)
+        self.assertEqual(metric(m, req, model="busy", connection="up", status_class="5xx"), 1)
+        self.assertEqual(metric(m, req, model="nowhere", connection="gone", status_class="5xx"), 1)
+        # The unknown key never named a configured model: no label minted from it.
+        self.assertEqual(metric(m, req, model="", connection="", status_class="4xx"), 1)
+        self.assertEqual(metric(m, "llm_proxy_prompt_tokens_total", model="gpt", key="obs"), 33)
+        self.assertEqual(metric(m, "llm_proxy_completion_tokens_total", model="gpt", key="obs"), 15)
+        self.assertEqual(metric(m, "llm_proxy_prompt_tokens_total", model="sse", key="obs"), 7)
+        self.assertAlmostEqual(metric(m, "llm_proxy_cost_usd_total", model="gpt", key="obs"),
+                               (33 * 1.0 + 15 * 2.0) / 1e6)
+        self.assertEqual(metric(m, "llm_proxy_rate_limited_total", reason="requests", key="tight"), 1)
+        self.assertEqual(metric(m, "llm_proxy_upstream_errors_total", connection="up",
+                                reason="http_503"), 1)
+        self.assertEqual(metric(m, "llm_proxy_upstream_errors_total", connection="gone",
+                                reason="unavailable"), 1)
+        # Histograms: cumulative buckets, +Inf equal to the count.
+        dur = "llm_proxy_request_duration_seconds"
+        self.assertEqual(metric(m, dur + "_count", model="gpt"), 5)
+        self.assertEqual(metric(m, dur + "_bucket", model="gpt", le="+Inf"), 5)
+        buckets = sorted((float(dict(l)["le"]), v) for (n, l), v in m.items()
+                         if n == dur + "_bucket" and dict(l).get("model") == "gpt"
+                         and dict(l)["le"] != "+Inf")
+        self.assertEqual([v for _, v in buckets], sorted(v for _, v in buckets))
+        self.assertGreater(metric(m, dur + "_sum", model="gpt"), 0)
+        self.assertEqual(metric(m, "llm_proxy_time_to_first_token_seconds_count", model="sse"), 1)
+        self.assertEqual(metric(m, "llm_proxy_in_flight_requests"), 1)  # the scrape itself
+        self.assertEqual(metric(m, "llm_proxy_open_streams"), 0)
+        self.assertEqual(metric(m, "llm_proxy_storage_up"), 1)
+
+        # The access log: one JSON line per proxied request, no secrets, no prompts.
+        def lines():
+            with open(self.log_path) as f:
+                got = [json.loads(l) for l in f if l.strip()]
+            return got if len(got) >= total else None
+        log = wait_until(lines, 5.0, message="access log lines")
+        self.assertEqual(len(log), total)
+        by_id = {l["request_id"]: l for l in log}
+        first = by_id[ids["gpt0"]]
+        self.assertEqual({k: first[k] for k in ("key", "model", "connection", "status",
+                                                 "prompt_tokens", "completion_tokens", "stream",
+                                                 "error", "level", "msg")},
+                         {"key": "obs", "model": "gpt", "connection": "up", "status": 200,
+                          "prompt_tokens": 11, "completion_tokens": 5, "stream": False,
+                          "error": None, "level": "info", "msg": "request"})
+        self.assertGreater(first["latency_ms"], 0)
+        self.assertRegex(first["ts"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        errors = sorted(l["error"] for l in log if l["error"])
+        self.assertEqual(errors, ["invalid_api_key", "rate_limit_exceeded", "upstream_http_503",
+                                  "upstream_unavailable"])
+        with open(self.log_path) as f:
+            text = f.read()
+        for secret in (self.key, self.tight_key, UPSTREAM_KEY, "secret prompt"):
+            self.assertNotIn(secret, text)
+
+        # Readiness: storage and config, and what each upstream last said.
+        r = self.serve.get("/health/ready")
+        self.assertEqual(r.status, 200, r.body)
+        ready = r.json()
+        self.assertEqual((ready["status"], ready["storage"]), ("ready", "reachable"))
+        conns = ready["connections"]
+        self.assertEqual(conns["idle"], {"state": "unknown"})
+        self.assertEqual(conns["gone"]["state"], "down")
+        self.assertEqual(conns["gone"]["last_error"], "upstream_unavailable")
+        self.assertEqual(conns["up"]["state"], "up", conns["up"])  # its last answer was a 200
+        self.assertEqual(conns["up"]["last_status"], 200)
+
+    def test_log_bodies_and_text_format(self):
+        path = os.path.join(self.ws.dir, "bodies.log")
+        serve = Serve(self.ws, "--log-file", path, "--log-bodies", "--log-format", "text")
+        try:
+            req_id = rid("bodies")
+            r = serve.post("/v1/chat/completions", chat_body("gpt", "tell me a secret"),
+                           key=self.key, headers={"x-request-id": req_id})
+            self.assertEqual(r.status, 200)
+            def logged():
+                with open(path) as f:
+                    return next((l for l in f if req_id in l), None)
+            line = wait_until(logged, 5.0, message="the access log line")
+        finally:
+            self.assertEqual(serve.stop(), 0)
+        self.assertRegex(line, r"^\S+Z info request " + req_id + " key=obs model=gpt "
+                               r"connection=up status=200 latency_ms=[0-9.]+ ttft_ms=[0-9.]+ "
+                               r"prompt_tokens=11 completion_tokens=5 ")
+        self.assertIn("tell me a secret", line)  # the prompt, only because of --log-bodies
+        self.assertNotIn(self.key, line)
+
+    def test_no_access_log_at_warn_level(self):
+        path = os.path.join(self.ws.dir, "quiet.log")
+        serve = Serve(self.ws, "--log-file", path, "--log-level", "warn")
+        try:
+            self.assertEqual(serve.post("/v1/chat/completions", chat_body("gpt"),
+                                        key=self.key).status, 200)
+            wait_until(lambda: self.ws.usage(), 5.0, message="the usage record")
+        finally:
+            self.assertEqual(serve.stop(), 0)
+        self.assertFalse(os.path.exists(path) and open(path).read())
+
+
+# ---------------------------------------------------------------------------
 class DrainTest(unittest.TestCase):
     def setUp(self):
         self.ws = Workspace()
