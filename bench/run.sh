@@ -245,7 +245,9 @@ KEY=$(lp --json vkey add --name bench --model-id bench --model-id bench-sse --mo
   --tps 1000000 --token-limit 1000000000000 --token-window month |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
 
-"$bin" --db "$db" serve --listen 127.0.0.1:0 --threads "$THREADS" 2>"$work/serve.err" &
+# The access log (on by default, JSON on stdout) is formatted but discarded:
+# its cost is measured, without filling the disk over a soak.
+"$bin" --db "$db" serve --listen 127.0.0.1:0 --threads "$THREADS" >/dev/null 2>"$work/serve.err" &
 serve_pid=$!
 pids+=("$serve_pid")
 for _ in $(seq 100); do
@@ -363,6 +365,9 @@ if ((soak > 0)); then
     END {printf "RSS at %ds %.1f MiB, at %ds %.1f MiB (peak %.1f MiB, growth %+.1f MiB) over %s requests",
          t1, first / 1024, tl, last / 1024, max / 1024, (last - first) / 1024, reqs}' "$work/soak.rss")
   R[soak_growth_kib]=$(awk 'NR == 1 {f = $2} {l = $2} END {print l - f}' "$work/soak.rss")
+  # Six evenly spaced samples, so a plateau can be told from a steady climb.
+  soak_series=$(awk '{t[NR] = $1; v[NR] = $2} END {for (i = 0; i <= 5; i++) {
+      k = 1 + int(i * (NR - 1) / 5); printf "%s%ds %.1f", (i ? ", " : ""), t[k], v[k] / 1024}}' "$work/soak.rss")
 fi
 
 # --- shut down llm-proxy, check what it recorded ------------------------------------------
@@ -435,6 +440,7 @@ ttfb_added=$(($(ttfb_p50 llm-proxy) - $(ttfb_p50 direct)))
   fi
   echo
   echo "Streaming pacing: $pacing."
+  [[ -n ${soak_series:-} ]] && echo "Soak RSS (MiB) over time: $soak_series."
   echo "llm-proxy recorded $usage_bench usage rows for model 'bench' (wrk and curl completed $lp_sent requests;" \
     "wrk abandons its in-flight requests when a run ends); serve exited $serve_rc on SIGTERM."
   if grep -q 'non2xx=[1-9]\|sockerr=[1-9]' "$work/wrk.log"; then

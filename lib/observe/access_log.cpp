@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lib/domain/time.h"
+#include "lib/util/json_scan.h"
 
 namespace llmproxy::observe {
 namespace {
@@ -23,10 +24,15 @@ std::string fixed(double v, int digits) {
   return buf;
 }
 
+// A body as a JSON string; invalid UTF-8 replaced rather than refused.
+std::string text(const std::string& body) {
+  return nlohmann::json(body).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 // Quotes a text-format value when it would not read back as one token.
 std::string token(const std::string& v) {
   if (!v.empty() && v.find_first_of(" \t\"=\n") == std::string::npos) return v;
-  return nlohmann::json(v).dump();
+  return text(v);
 }
 
 }  // namespace
@@ -43,36 +49,33 @@ std::string AccessLog::line(const usage::Outcome& o) const {
          " completion_tokens=" + std::to_string(r.completion_tokens) +
          " cost=" + fixed(r.cost, 8) + " stream=" + (o.stream ? "true" : "false");
     if (!o.error.empty()) s += " error=" + token(o.error);
-    if (bodies_) {
-      s += " request_body=" + nlohmann::json(o.request_body).dump(-1, ' ', false,
-                                                                  nlohmann::json::error_handler_t::replace);
-      s += " reply_body=" + nlohmann::json(o.reply_body).dump(-1, ' ', false,
-                                                              nlohmann::json::error_handler_t::replace);
-    }
+    if (bodies_) s += " request_body=" + text(o.request_body) + " reply_body=" + text(o.reply_body);
     return s + "\n";
   }
-  nlohmann::ordered_json j;
-  j["ts"] = timestamp(r.ts);
-  j["level"] = "info";
-  j["msg"] = "request";
-  j["request_id"] = r.request_id;
-  j["key"] = r.vkey_name;
-  j["model"] = r.model;
-  j["connection"] = r.conn_name;
-  j["status"] = r.status;
-  j["latency_ms"] = r.latency_ms;
-  j["ttft_ms"] = r.ttft_ms ? nlohmann::ordered_json(*r.ttft_ms) : nullptr;
-  j["prompt_tokens"] = r.prompt_tokens;
-  j["completion_tokens"] = r.completion_tokens;
-  j["cost"] = r.cost;
-  j["stream"] = o.stream;
-  j["error"] = o.error.empty() ? nullptr : nlohmann::ordered_json(o.error);
+  // Formatted by hand: this runs for every request, and a DOM per line would
+  // cost more than everything else the writer thread does for it.
+  auto str = [](const std::string& v) { return json_scan::encode_string(v); };
+  std::string s;
+  s.reserve(320);
+  s += "{\"ts\":\"" + timestamp(r.ts) + "\",\"level\":\"info\",\"msg\":\"request\"";
+  s += ",\"request_id\":" + str(r.request_id);
+  s += ",\"key\":" + str(r.vkey_name);
+  s += ",\"model\":" + str(r.model);
+  s += ",\"connection\":" + str(r.conn_name);
+  s += ",\"status\":" + std::to_string(r.status);
+  s += ",\"latency_ms\":" + fixed(r.latency_ms, 3);
+  s += ",\"ttft_ms\":" + (r.ttft_ms ? fixed(*r.ttft_ms, 3) : std::string("null"));
+  s += ",\"prompt_tokens\":" + std::to_string(r.prompt_tokens);
+  s += ",\"completion_tokens\":" + std::to_string(r.completion_tokens);
+  s += ",\"cost\":" + fixed(r.cost, 10);
+  s += o.stream ? ",\"stream\":true" : ",\"stream\":false";
+  s += ",\"error\":" + (o.error.empty() ? std::string("null") : str(o.error));
   if (bodies_) {
-    j["request_body"] = o.request_body;
-    j["reply_body"] = o.reply_body;
+    s += ",\"request_body\":" + text(o.request_body);
+    s += ",\"reply_body\":" + text(o.reply_body);
   }
-  // Bodies may hold invalid UTF-8: replace it rather than throw.
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  s += "}\n";
+  return s;
 }
 
 void AccessLog::observe(std::span<const usage::Outcome> outcomes) {

@@ -1,5 +1,7 @@
 #include "lib/util/json_scan.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 namespace llmproxy::json_scan {
@@ -181,7 +183,23 @@ bool decode_string(std::string_view literal, std::string& out) {
   return true;
 }
 
-std::string encode_string(std::string_view s) { return nlohmann::json(std::string(s)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+std::string encode_string(std::string_view s) {
+  // Fast path for the common case (names, ids, model strings): printable
+  // ASCII with nothing to escape. Anything else goes through nlohmann, which
+  // escapes control characters and replaces invalid UTF-8.
+  bool plain = std::all_of(s.begin(), s.end(), [](char c) {
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+  });
+  if (plain) {
+    std::string out;
+    out.reserve(s.size() + 2);
+    out += '"';
+    out.append(s);
+    out += '"';
+    return out;
+  }
+  return nlohmann::json(std::string(s)).dump(-1, ' ', false,
+                                             nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace llmproxy::json_scan
