@@ -2,6 +2,10 @@
 // suite, the event stream decoder, and golden Converse translations.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
+#include "lib/crypto/hash.h"
+
 #include "lib/providers/bedrock/bedrock_adapter.h"
 #include "lib/providers/bedrock/eventstream.h"
 #include "lib/providers/bedrock/sigv4.h"
@@ -706,6 +710,183 @@ TEST(BedrockStream, ExceptionsBecomeErrorEventsAndCorruptionBreaksTheStream) {
   broken->finish(out2);
   EXPECT_FALSE(broken->complete());
   EXPECT_EQ(out2.find("[DONE]"), std::string::npos);
+}
+
+// ------------------------------------------------------------ embeddings ---
+
+Json embed_body(const std::string& openai, std::string_view model) {
+  return to_invoke_embeddings(Json::parse(openai), model);
+}
+
+void expect_embed_refused(const std::string& openai, std::string_view model,
+                          const std::string& param, const std::string& says = "") {
+  try {
+    embed_body(openai, model);
+    ADD_FAILURE() << "accepted for " << model << ": " << openai;
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.param(), param) << e.what();
+    EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+  }
+}
+
+TEST(BedrockEmbeddings, FamiliesByModelId) {
+  EXPECT_EQ(embedding_family("amazon.titan-embed-text-v1"), EmbeddingFamily::kTitanV1);
+  EXPECT_EQ(embedding_family("amazon.titan-embed-g1-text-02"), EmbeddingFamily::kTitanV1);
+  EXPECT_EQ(embedding_family("amazon.titan-embed-text-v2:0"), EmbeddingFamily::kTitanV2);
+  EXPECT_EQ(embedding_family(
+                "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0"),
+            EmbeddingFamily::kTitanV2);
+  EXPECT_EQ(embedding_family("cohere.embed-english-v3"), EmbeddingFamily::kCohereV3);
+  EXPECT_EQ(embedding_family("cohere.embed-multilingual-v3"), EmbeddingFamily::kCohereV3);
+  EXPECT_EQ(embedding_family("us.cohere.embed-v4:0"), EmbeddingFamily::kCohereV4);
+  EXPECT_THROW(embedding_family("anthropic.claude-3-haiku-20240307-v1:0"), RequestError);
+}
+
+TEST(BedrockEmbeddings, RequestBodiesPerFamily) {
+  EXPECT_EQ(embed_body(R"({"model":"e","input":"Hello"})", "amazon.titan-embed-text-v1"),
+            Json::parse(R"({"inputText":"Hello"})"));
+  // A one-element array is one text; v2 asks for unit vectors, as OpenAI's are.
+  EXPECT_EQ(embed_body(R"({"model":"e","input":["Hello"],"encoding_format":"base64"})",
+                       "amazon.titan-embed-text-v2:0"),
+            Json::parse(R"({"inputText":"Hello","normalize":true})"));
+  EXPECT_EQ(embed_body(R"({"model":"e","input":"Hi","dimensions":256,"user":"u1"})",
+                       "amazon.titan-embed-text-v2:0"),
+            Json::parse(R"({"inputText":"Hi","dimensions":256,"normalize":true})"));
+  EXPECT_EQ(embed_body(R"({"model":"e","input":["a","b c"],"encoding_format":"float"})",
+                       "cohere.embed-english-v3"),
+            Json::parse(R"({"texts":["a","b c"],"input_type":"search_document"})"));
+  EXPECT_EQ(embed_body(R"({"model":"e","input":"q","input_type":"search_query"})",
+                       "cohere.embed-multilingual-v3"),
+            Json::parse(R"({"texts":["q"],"input_type":"search_query"})"));
+  EXPECT_EQ(embed_body(R"({"model":"e","input":"q","dimensions":512})", "cohere.embed-v4:0"),
+            Json::parse(R"({"texts":["q"],"input_type":"search_document","output_dimension":512})"));
+}
+
+TEST(BedrockEmbeddings, UntranslatableRequestsNameTheField) {
+  // Titan embeds one text per InvokeModel call.
+  expect_embed_refused(R"({"model":"e","input":["a","b"]})", "amazon.titan-embed-text-v2:0",
+                       "input", "one text per request");
+  expect_embed_refused(R"({"model":"e","input":["a","b"]})", "amazon.titan-embed-text-v1",
+                       "input", "Titan");
+  expect_embed_refused(R"({"model":"e","input":[1,2,3]})", "cohere.embed-english-v3", "input",
+                       "token-id");
+  expect_embed_refused(R"({"model":"e","input":[[1,2]]})", "amazon.titan-embed-text-v2:0",
+                       "input");
+  expect_embed_refused(R"({"model":"e","input":[]})", "cohere.embed-english-v3", "input");
+  expect_embed_refused(R"({"model":"e","input":"x","dimensions":256})",
+                       "amazon.titan-embed-text-v1", "dimensions");
+  expect_embed_refused(R"({"model":"e","input":"x","dimensions":256})", "cohere.embed-english-v3",
+                       "dimensions");
+  expect_embed_refused(R"({"model":"e","input":"x","encoding_format":"int8"})",
+                       "amazon.titan-embed-text-v2:0", "encoding_format");
+  expect_embed_refused(R"({"model":"e","input":"x"})", "anthropic.claude-3-haiku-20240307-v1:0",
+                       "model", "not a supported embedding model");
+}
+
+TEST(BedrockEmbeddings, BuildsASignedInvokeModelRequest) {
+  Connection c;
+  c.name = "aws";
+  c.provider = Provider::kBedrock;
+  c.endpoint = "http://127.0.0.1:9000";
+  c.region = "us-west-2";
+  c.access_key_id = "AKIDEXAMPLE";
+  c.secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+  routing::Route route;
+  route.connection = &c;
+  route.remote = "amazon.titan-embed-text-v2:0";
+  // "stream": true on an embeddings request changes nothing: InvokeModel, JSON.
+  std::string body = R"({"model":"titan","input":"Hello","stream":true})";
+  InboundRequest in = request_for(body, true);
+  in.endpoint = Endpoint::kEmbeddings;
+  Adapter adapter;
+  UpstreamRequest req = adapter.build_request_at(in, route, 1440938160);
+  EXPECT_EQ(req.target, "/model/amazon.titan-embed-text-v2%3A0/invoke");
+  EXPECT_EQ(Json::parse(req.body), Json::parse(R"({"inputText":"Hello","normalize":true})"));
+  EXPECT_EQ(header(req, "Accept"), "application/json");
+  sigv4::Request expected;
+  expected.method = "POST";
+  expected.path = req.target;
+  expected.payload = req.body;
+  expected.headers = {{"host", "127.0.0.1:9000"},
+                      {"content-type", "application/json"},
+                      {"x-amz-date", "20150830T123600Z"}};
+  auto s = sigv4::sign(expected, {c.access_key_id, c.secret_access_key, ""}, "us-west-2",
+                       "bedrock", "20150830T123600Z");
+  EXPECT_EQ(header(req, "Authorization"), s.authorization);
+  EXPECT_TRUE(s.canonical_request.starts_with(
+      "POST\n/model/amazon.titan-embed-text-v2%253A0/invoke\n\n"))
+      << s.canonical_request;
+
+  // Refusals happen before anything is sent; legacy completions are not served.
+  std::string two = R"({"model":"titan","input":["a","b"]})";
+  InboundRequest batch = request_for(two, false);
+  batch.endpoint = Endpoint::kEmbeddings;
+  EXPECT_THROW(adapter.build_request_at(batch, route, 1440938160), RequestError);
+  std::string prompt = R"({"model":"titan","prompt":"x"})";
+  InboundRequest legacy = request_for(prompt, false);
+  legacy.endpoint = Endpoint::kCompletions;
+  EXPECT_THROW(adapter.build_request_at(legacy, route, 1440938160), RequestError);
+}
+
+std::vector<float> floats_of(const Json& b64) {
+  std::string raw;
+  EXPECT_TRUE(crypto::base64_decode(b64.get<std::string>(), raw));
+  EXPECT_EQ(raw.size() % 4, 0u);
+  std::vector<float> out;
+  for (std::size_t i = 0; i + 4 <= raw.size(); i += 4) {
+    auto b = [&](std::size_t k) {
+      return static_cast<std::uint32_t>(static_cast<unsigned char>(raw[i + k]));
+    };
+    std::uint32_t bits = b(0) | b(1) << 8 | b(2) << 16 | b(3) << 24;  // little-endian
+    float f;
+    std::memcpy(&f, &bits, 4);
+    out.push_back(f);
+  }
+  return out;
+}
+
+TEST(BedrockEmbeddings, RepliesBecomeOpenAIEmbeddingLists) {
+  Adapter adapter;
+  std::string body = R"({"model":"titan","input":"Hello"})";
+  InboundRequest in = request_for(body, false);
+  in.endpoint = Endpoint::kEmbeddings;
+  Reply titan = adapter.translate_reply(
+      in, 200,
+      R"({"embedding":[0.5,-1.25,0.0],"inputTextTokenCount":7,"embeddingsByType":{"float":[0.5,-1.25,0.0]}})");
+  EXPECT_EQ(titan.status, 200);
+  EXPECT_EQ(Json::parse(titan.body), Json::parse(R"({"object":"list",
+    "data":[{"object":"embedding","index":0,"embedding":[0.5,-1.25,0.0]}],
+    "model":"titan","usage":{"prompt_tokens":7,"total_tokens":7}})"));
+  EXPECT_EQ(titan.usage.prompt_tokens, 7);
+  EXPECT_EQ(titan.usage.completion_tokens, 0);
+  EXPECT_TRUE(titan.usage.reported);
+
+  std::string b64 = R"({"model":"cohere","input":["a","b"],"encoding_format":"base64"})";
+  InboundRequest in64 = request_for(b64, false);
+  in64.endpoint = Endpoint::kEmbeddings;
+  Reply cohere = adapter.translate_reply(
+      in64, 200,
+      R"({"embeddings":[[0.5,-1.25],[2.0,0.125]],"id":"e-1","response_type":"embeddings_floats","texts":["a","b"]})");
+  EXPECT_EQ(cohere.status, 200);
+  Json list = Json::parse(cohere.body);
+  EXPECT_EQ(list["model"], "cohere");
+  ASSERT_EQ(list["data"].size(), 2u);
+  EXPECT_EQ(list["data"][1]["index"], 1);
+  EXPECT_EQ(floats_of(list["data"][0]["embedding"]), (std::vector<float>{0.5f, -1.25f}));
+  EXPECT_EQ(floats_of(list["data"][1]["embedding"]), (std::vector<float>{2.0f, 0.125f}));
+  // 0.5f little-endian is 00 00 00 3F.
+  EXPECT_EQ(list["data"][0]["embedding"], "AAAAPwAAoL8=");
+  EXPECT_EQ(list["usage"], Json::parse(R"({"prompt_tokens":0,"total_tokens":0})"));
+
+  // Cohere's embeddings_by_type shape (v4 / embedding_types).
+  Reply by_type = adapter.translate_reply(
+      in, 200, R"({"embeddings":{"float":[[1.0]]},"id":"e-2","response_type":"embeddings_by_type"})");
+  EXPECT_EQ(Json::parse(by_type.body)["data"][0]["embedding"], Json::parse("[1.0]"));
+
+  Reply odd = adapter.translate_reply(in, 200, R"({"completion":"not an embedding"})");
+  EXPECT_EQ(odd.status, 502);
+  EXPECT_EQ(Json::parse(odd.body)["error"]["code"], "upstream_bad_reply");
+  EXPECT_EQ(adapter.translate_reply(in, 200, "[1,2]").status, 502);
 }
 
 }  // namespace

@@ -28,8 +28,8 @@ UpstreamRequest Adapter::build_request(const InboundRequest& in,
 
 UpstreamRequest Adapter::build_request_at(const InboundRequest& in, const routing::Route& route,
                                           std::int64_t unix_seconds) const {
-  if (in.endpoint != Endpoint::kChat)
-    throw RequestError("model", "bedrock connections serve chat completions only");
+  if (in.endpoint != Endpoint::kChat && in.endpoint != Endpoint::kEmbeddings)
+    throw RequestError("model", "bedrock connections serve chat completions and embeddings only");
   Json openai = Json::parse(in.body, nullptr, false);  // already validated by the scanner
   const Connection& c = *route.connection;
   Url url = parse_url(c.endpoint);
@@ -37,10 +37,14 @@ UpstreamRequest Adapter::build_request_at(const InboundRequest& in, const routin
   req.tls = url.tls;
   req.host = url.host;
   req.port = url.port;
-  bool stream = in.stream_requested;
-  std::string path = model_path(url.path, route.remote, stream);
+  // Embeddings are never streamed (InvokeModel), whatever the body says.
+  bool embeddings = in.endpoint == Endpoint::kEmbeddings;
+  bool stream = in.stream_requested && !embeddings;
+  std::string path = embeddings ? invoke_path(url.path, route.remote)
+                                : model_path(url.path, route.remote, stream);
   req.target = url.query.empty() ? path : path + "?" + url.query;
-  req.body = to_converse_request(openai).dump();
+  req.body = embeddings ? to_invoke_embeddings(openai, route.remote).dump()
+                        : to_converse_request(openai).dump();
 
   // Host exactly as the upstream client will send it.
   bool default_port = (url.tls && url.port == "443") || (!url.tls && url.port == "80");
@@ -80,6 +84,20 @@ Reply Adapter::translate_reply(const InboundRequest& in, int status, std::string
     r.status = 502;
     r.body =
         openai_error_body("the bedrock reply was not JSON", "upstream_error", "upstream_bad_reply");
+    return r;
+  }
+  if (in.endpoint == Endpoint::kEmbeddings) {
+    Json request = Json::parse(in.body, nullptr, false);
+    bool base64 = request.is_object() && request.contains("encoding_format") &&
+                  request["encoding_format"] == "base64";
+    Json list = to_embedding_list(doc, client_model(in), base64, r.usage);
+    if (list.is_null()) {
+      r.status = 502;
+      r.body = openai_error_body("the bedrock reply holds no embeddings", "upstream_error",
+                                 "upstream_bad_reply");
+      return r;
+    }
+    r.body = list.dump();
     return r;
   }
   std::string id = "chatcmpl-" + crypto::hex(crypto::random_bytes(12));

@@ -13,6 +13,12 @@
 //   are sent without a toolChoice.
 // - toolResult blocks carry no `status` (only some models accept it).
 // - Image URLs cannot be sent (Bedrock takes bytes only): base64 data: URLs.
+// - Embeddings (POST /v1/embeddings) go to InvokeModel
+//   (POST {endpoint}/model/{modelId}/invoke) in the model family's own body:
+//   Amazon Titan Text Embeddings (one inputText per call, so an `input` array
+//   of several strings is refused) or Cohere Embed (a `texts` batch). Cohere
+//   replies carry no token counts (Bedrock sends them only in the
+//   X-Amzn-Bedrock-Input-Token-Count header): usage is recorded as 0 tokens.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -37,8 +43,24 @@ std::string_view finish_reason(std::string_view stop_reason);
 Usage usage_of(const Json& bedrock_usage);
 // "/model/<id percent-encoded>/converse[-stream]" under the endpoint's path.
 std::string model_path(std::string_view base_path, std::string_view model, bool stream);
+// "/model/<id percent-encoded>/invoke" under the endpoint's path (InvokeModel).
+std::string invoke_path(std::string_view base_path, std::string_view model);
 // The client's `model` string from the request, for replies.
 std::string client_model(const InboundRequest& in);
+
+// The embedding model families InvokeModel is spoken to in.
+enum class EmbeddingFamily { kTitanV1, kTitanV2, kCohereV3, kCohereV4 };
+// The family of a model id (also a cross-region profile id such as
+// "us.cohere.embed-v4:0", or an ARN); throws RequestError for models that are
+// not a supported embedding model.
+EmbeddingFamily embedding_family(std::string_view model);
+// OpenAI embeddings request (parsed) → the InvokeModel body for `model`.
+// Throws RequestError naming the field it cannot translate.
+Json to_invoke_embeddings(const Json& openai, std::string_view model);
+// A Titan or Cohere InvokeModel reply → OpenAI's embedding list (vectors as
+// base64 little-endian float32s when `base64`); sets `usage`. Null when the
+// reply is neither shape.
+Json to_embedding_list(const Json& reply, const std::string& model, bool base64, Usage& usage);
 
 class Adapter final : public providers::Adapter {
  public:
