@@ -75,6 +75,12 @@ class StreamTranslator {
   virtual const Usage& usage() const = 0;
   // True once the stream's proper end (e.g. `data: [DONE]`) was seen.
   virtual bool complete() const = 0;
+  // Why the stream cannot go on (e.g. a frame failed its CRC), or empty: the
+  // server stops reading the upstream and tells the client this reason.
+  virtual std::string failure() const { return {}; }
+  // True when the translator already sent the client an in-band error event
+  // (the provider's own, e.g. a mid-stream exception): the server adds none.
+  virtual bool error_sent() const { return false; }
 };
 
 // A request that cannot be sent (bad field for this provider): 400 to the client.

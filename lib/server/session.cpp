@@ -416,8 +416,10 @@ net::awaitable<void> relay_stream(Call& call, const providers::Adapter& adapter,
     translator->feed(piece, out);
     if (f != upstream::Failure::kNone) break;
     client_ok = co_await send_chunk(call, out);
+    if (!translator->failure().empty()) break;  // nothing more can be decoded
   }
-  if (f == upstream::Failure::kNone && client_ok) {
+  std::string failure = translator->failure();
+  if (f == upstream::Failure::kNone && client_ok && failure.empty()) {
     out.clear();
     translator->finish(out);
     client_ok = co_await send_chunk(call, out);
@@ -433,13 +435,17 @@ net::awaitable<void> relay_stream(Call& call, const providers::Adapter& adapter,
   if (f != upstream::Failure::kNone || !translator->complete()) {
     // The upstream broke the stream: tell the client in-band, then end it.
     call.outcome.error = "upstream_stream_broken";
-    std::string message = "connection '" + call.route.connection->name + "' broke the stream: " +
-                          (f != upstream::Failure::kNone ? ex.error() : "ended early");
+    ex.cancel();  // the rest of a stream that cannot be decoded is not read
+    std::string reason = f != upstream::Failure::kNone ? ex.error()
+                         : !failure.empty()            ? failure
+                                                       : std::string("ended early");
+    std::string message =
+        "connection '" + call.route.connection->name + "' broke the stream: " + reason;
     std::string event =
         call.anthropic_client
             ? "event: error\ndata: " + providers::anthropic::error_body(502, message) + "\n\n"
             : "data: " + error_body(message, "upstream_error", "upstream_stream_broken") + "\n\n";
-    co_await send_chunk(call, event);
+    if (!translator->error_sent()) co_await send_chunk(call, event);
     co_await end_stream(call);
     call.keep_alive = false;
     call.finish(502, usage);

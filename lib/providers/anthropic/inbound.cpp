@@ -130,6 +130,10 @@ class ChunksToEvents final : public StreamTranslator {
   }
   const Usage& usage() const override { return inner_ && inner_->usage().reported ? inner_->usage() : usage_; }
   bool complete() const override { return done_ && (!inner_ || inner_->complete()); }
+  // Error chunks are converted into Anthropic `error` events, so the inner
+  // translator's in-band error reaches the client too.
+  std::string failure() const override { return inner_ ? inner_->failure() : std::string(); }
+  bool error_sent() const override { return inner_ && inner_->error_sent(); }
 
  private:
   void convert(std::string_view chunks, std::string& out) {

@@ -48,6 +48,10 @@ class Stream final : public StreamTranslator {
 
   const Usage& usage() const override { return usage_; }
   bool complete() const override { return done_; }
+  std::string failure() const override {
+    return decoder_.failed() ? "the event stream is corrupt: " + decoder_.error() : std::string();
+  }
+  bool error_sent() const override { return error_sent_; }
 
  private:
   void on_message(const eventstream::Message& m, std::string& out) {
@@ -62,6 +66,7 @@ class Stream final : public StreamTranslator {
       if (message.empty() && kind == "error") message = std::string(m.header(":error-message"));
       if (message.empty()) message = "the provider reported an error";
       out += "data: " + openai_error_body(message, type, type) + "\n\n";
+      error_sent_ = true;
       return;
     }
     if (!data.is_object()) return;
@@ -138,6 +143,7 @@ class Stream final : public StreamTranslator {
   }
 
   bool client_wants_usage_;
+  bool error_sent_ = false;
   std::string id_, model_;
   std::int64_t created_ = now_ms() / 1000;
   eventstream::Decoder decoder_;
