@@ -36,14 +36,7 @@ struct VkeyFlags {
   std::string ref;
 };
 
-nlohmann::ordered_json vkey_json(const ops::VkeyView& v) {
-  nlohmann::ordered_json j = to_json(v.vkey);
-  if (!v.key.empty()) j["key"] = v.key;
-  nlohmann::ordered_json grants = nlohmann::ordered_json::array();
-  for (const auto& a : v.assignments) grants.push_back(to_json(a));
-  j["assignments"] = grants;
-  return j;
-}
+using ops::vkey_json;
 
 // The key is printed once, at creation or rotation; only its hash is stored.
 void print_created(const Context& ctx, const ops::VkeyView& v) {

@@ -4,6 +4,7 @@
 // throw llmproxy::Error whose kind decides the exit code / HTTP status.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -95,6 +96,10 @@ struct VkeyView {
 std::string generate_key();
 // Short non-secret reminder of a key: a few leading and trailing characters.
 std::string key_hint(std::string_view key);
+
+// The CLI's --json and the admin API's shape of a key with its assignments
+// ("key" only right after create or rotate).
+nlohmann::ordered_json vkey_json(const VkeyView& v);
 
 VkeyView create_vkey(Store& store, const VkeySpec& spec);
 VkeyView update_vkey(Store& store, std::string_view ref, const VkeySpec& spec);

@@ -5,6 +5,7 @@
 #include "lib/crypto/hash.h"
 #include "lib/domain/error.h"
 #include "lib/domain/time.h"
+#include "lib/domain/json.h"
 #include "lib/ops/ops.h"
 #include "lib/ops/resolve.h"
 #include "lib/ops/validate.h"
@@ -213,6 +214,15 @@ std::vector<Assignment> list_assignments(Store& store, const std::optional<std::
   std::optional<Id> vkey_id;
   if (vkey_ref) vkey_id = resolve_vkey(store, *vkey_ref).id;
   return store.list_assignments(vkey_id);
+}
+
+nlohmann::ordered_json vkey_json(const VkeyView& v) {
+  nlohmann::ordered_json j = to_json(v.vkey);
+  if (!v.key.empty()) j["key"] = v.key;
+  nlohmann::ordered_json grants = nlohmann::ordered_json::array();
+  for (const auto& a : v.assignments) grants.push_back(to_json(a));
+  j["assignments"] = grants;
+  return j;
 }
 
 }  // namespace llmproxy::ops

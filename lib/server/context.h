@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <string>
 
+#include <boost/asio/any_io_executor.hpp>
+
 #include "lib/config/snapshot.h"
 #include "lib/limits/limiter.h"
 #include "lib/observe/metrics.h"
@@ -31,6 +33,13 @@ struct ServerOptions {
   bool log_bodies = false;          // prompts and replies in the access log
 };
 
+// Where the admin API runs: its own thread and store handle, because admin
+// operations do storage I/O, which never happens on a worker thread.
+struct AdminPort {
+  boost::asio::any_io_executor executor;
+  storage::Store* store = nullptr;
+};
+
 struct Context {
   Context(config::SnapshotPtr initial, usage::UsageSink& sink, observe::Metrics& m,
           ServerOptions opts)
@@ -41,6 +50,7 @@ struct Context {
   limits::Limiter limiter;
   usage::UsageSink& usage;
   std::string storage_backend;
+  AdminPort admin;
   observe::Metrics& metrics;
 
   std::atomic<bool> draining{false};

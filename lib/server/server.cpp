@@ -6,6 +6,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
 #include <cstring>
@@ -212,6 +213,11 @@ int serve(const storage::Location& where, const ServerOptions& options) {
   if (access_log.log) sink.add_observer(*access_log.log);
   Context ctx(snapshot, sink, metrics, options);
   ctx.storage_backend = std::string(config_store->backend());
+  // The admin API's thread and store (declared after the store: the pool
+  // joins its thread before the store goes).
+  auto admin_store = storage::open_store(where);
+  net::thread_pool admin_pool(1);
+  ctx.admin = AdminPort{admin_pool.get_executor(), admin_store.get()};
   seed_token_windows(*config_store, *snapshot, ctx.limiter);
 
   int threads = options.threads > 0 ? options.threads
@@ -256,6 +262,7 @@ int serve(const storage::Location& where, const ServerOptions& options) {
   for (auto& w : workers) w->thread.join();
   // Destroying the loops ends the requests cut at the grace period; each
   // still leaves its usage record (status 499) before the sink flushes.
+  admin_pool.join();  // an admin call in progress finishes before the loops go
   workers.clear();
   watcher.stop();
   sink.stop();

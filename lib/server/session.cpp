@@ -23,6 +23,9 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include <openssl/crypto.h>
+
+#include "lib/admin/api.h"
 #include "lib/auth/authenticate.h"
 #include "lib/crypto/hash.h"
 #include "lib/domain/time.h"
@@ -786,6 +789,52 @@ Response readiness(Context& ctx, bool keep_alive) {
                        body.dump(), keep_alive);
 }
 
+net::awaitable<admin::ApiResponse> run_admin(storage::Store& store, admin::ApiRequest req,
+                                             admin::Role role) {
+  co_return admin::handle(store, req, role);
+}
+
+bool same_secret(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+// /admin/api/…: authenticated here, executed on the admin thread (storage
+// I/O), answered here.
+net::awaitable<void> admin_api(Client& c, const Request& req, std::string_view path,
+                               bool keep_alive) {
+  std::string_view target(req.target().data(), req.target().size());
+  std::string_view auth = header(req, "authorization");
+  std::string_view token = auth.starts_with("Bearer ") ? auth.substr(7) : std::string_view();
+  const std::string& master = c.ctx.options.master_key;
+  admin::ApiResponse res;
+  if (master.empty()) {
+    res = {401, admin::error_body("unauthorized",
+                                  "the admin API needs a master key: start serve with "
+                                  "--master-key or MASTER_KEY")};
+  } else if (token.empty() || !same_secret(token, master)) {
+    res = {401, admin::error_body("unauthorized", "a valid admin token is required "
+                                                  "(Authorization: Bearer <master key>)")};
+  } else {
+    admin::ApiRequest areq;
+    areq.method = std::string(req.method_string());
+    areq.path = std::string(path.substr(std::string_view("/admin/api").size()));
+    std::size_t q = target.find('?');
+    if (q != std::string_view::npos) areq.query = std::string(target.substr(q + 1));
+    areq.body = req.body();
+    AdminPort& port = c.ctx.admin;
+    res = co_await net::co_spawn(port.executor, run_admin(*port.store, std::move(areq),
+                                                          admin::Role::kAdmin),
+                                 use_awaitable);
+  }
+  Response out{static_cast<http::status>(res.status), 11};
+  if (!res.body.empty()) out.set(http::field::content_type, "application/json");
+  out.set(http::field::cache_control, "no-store");
+  out.body() = std::move(res.body);
+  out.keep_alive(keep_alive);
+  out.prepare_payload();
+  co_await write(c, out);
+}
+
 // Returns whether the connection may serve another request.
 net::awaitable<bool> dispatch(Client& c, const Request& req) {
   std::string_view target(req.target().data(), req.target().size());
@@ -806,6 +855,8 @@ net::awaitable<bool> dispatch(Client& c, const Request& req) {
   } else if (path == "/health/ready" || path == "/readyz") {
     Response res = readiness(c.ctx, keep_alive);
     co_await write(c, res);
+  } else if (path == "/admin/api" || path.starts_with("/admin/api/")) {
+    co_await admin_api(c, req, path, keep_alive);
   } else if (path == "/metrics" && only(http::verb::get)) {
     Response res = metrics(c.ctx, keep_alive);
     co_await write(c, res);

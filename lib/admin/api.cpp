@@ -1,0 +1,428 @@
+#include "lib/admin/api.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <vector>
+
+#include "lib/domain/error.h"
+#include "lib/domain/json.h"
+#include "lib/ops/ops.h"
+
+namespace llmproxy::admin {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// A failure of the request itself (not of an operation), with its status.
+struct HttpError {
+  int status;
+  std::string type;
+  std::string message;
+};
+
+[[noreturn]] void fail(int status, std::string type, std::string message) {
+  throw HttpError{status, std::move(type), std::move(message)};
+}
+
+std::vector<std::string> segments(std::string_view path) {
+  std::vector<std::string> out;
+  std::size_t i = 0;
+  while (i < path.size()) {
+    while (i < path.size() && path[i] == '/') ++i;
+    std::size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    if (j > i) out.emplace_back(path.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+std::string url_decode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out += ' ';
+    } else if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+               std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::map<std::string, std::string> parse_query(std::string_view q) {
+  std::map<std::string, std::string> out;
+  std::size_t i = 0;
+  while (!q.empty()) {
+    std::size_t amp = q.find('&', i);
+    if (amp == std::string_view::npos) amp = q.size();
+    std::string_view kv = q.substr(i, amp - i);
+    if (!kv.empty()) {
+      std::size_t eq = kv.find('=');
+      out[url_decode(kv.substr(0, eq))] =
+          eq == std::string_view::npos ? "" : url_decode(kv.substr(eq + 1));
+    }
+    if (amp == q.size()) break;
+    i = amp + 1;
+  }
+  return out;
+}
+
+// The request body as a JSON object whose fields are all known.
+Json body_object(const ApiRequest& req, std::initializer_list<const char*> known) {
+  if (req.body.empty()) return Json::object();
+  Json j = Json::parse(req.body, nullptr, false);
+  if (j.is_discarded()) fail(400, "invalid_request", "the request body is not valid JSON");
+  if (!j.is_object()) fail(400, "invalid_request", "the request body must be a JSON object");
+  std::set<std::string> allowed(known.begin(), known.end());
+  for (const auto& [key, value] : j.items()) {
+    if (!allowed.count(key)) fail(400, "invalid_request", "unknown field '" + key + "'");
+  }
+  return j;
+}
+
+std::optional<std::string> text(const Json& j, const char* field) {
+  if (!j.contains(field) || j[field].is_null()) return std::nullopt;
+  if (!j[field].is_string())
+    fail(400, "invalid_request", std::string("'") + field + "' must be a string");
+  return j[field].get<std::string>();
+}
+
+// An id or a name: a number or a string.
+std::optional<std::string> ref(const Json& j, const char* field) {
+  if (!j.contains(field) || j[field].is_null()) return std::nullopt;
+  if (j[field].is_number_integer()) return std::to_string(j[field].get<std::int64_t>());
+  if (j[field].is_string()) return j[field].get<std::string>();
+  fail(400, "invalid_request", std::string("'") + field + "' must be an id or a name");
+}
+
+std::vector<std::string> refs(const Json& j, const char* field) {
+  std::vector<std::string> out;
+  if (!j.contains(field) || j[field].is_null()) return out;
+  if (!j[field].is_array()) {
+    out.push_back(*ref(j, field));
+    return out;
+  }
+  for (const Json& item : j[field]) {
+    Json one = {{field, item}};
+    out.push_back(*ref(one, field));
+  }
+  return out;
+}
+
+std::optional<double> number(const Json& j, const char* field) {
+  if (!j.contains(field) || j[field].is_null()) return std::nullopt;
+  if (!j[field].is_number())
+    fail(400, "invalid_request", std::string("'") + field + "' must be a number");
+  return j[field].get<double>();
+}
+
+std::optional<std::int64_t> integer(const Json& j, const char* field) {
+  if (!j.contains(field) || j[field].is_null()) return std::nullopt;
+  if (!j[field].is_number_integer())
+    fail(400, "invalid_request", std::string("'") + field + "' must be an integer");
+  return j[field].get<std::int64_t>();
+}
+
+bool flag(const std::map<std::string, std::string>& query, const char* name) {
+  auto it = query.find(name);
+  return it != query.end() && (it->second.empty() || it->second == "true" || it->second == "1");
+}
+
+std::optional<std::string> param(const std::map<std::string, std::string>& query,
+                                 const char* name) {
+  auto it = query.find(name);
+  if (it == query.end() || it->second.empty()) return std::nullopt;
+  return it->second;
+}
+
+ops::LimitsSpec limits_of(const Json& j) {
+  ops::LimitsSpec l;
+  l.tps = number(j, "tps");
+  l.rpm = integer(j, "rpm");
+  l.token_limit = integer(j, "token_limit");
+  l.token_window = text(j, "token_window");
+  return l;
+}
+
+ops::ConnectionSpec connection_spec(const ApiRequest& req) {
+  Json j = body_object(req, {"name", "provider", "endpoint", "api_key", "api_version", "region",
+                             "access_key_id", "secret_access_key", "session_token", "headers",
+                             "timeout", "template"});
+  ops::ConnectionSpec s;
+  s.name = text(j, "name");
+  s.provider = text(j, "provider");
+  s.endpoint = text(j, "endpoint");
+  s.api_key = text(j, "api_key");
+  s.api_version = text(j, "api_version");
+  s.region = text(j, "region");
+  s.access_key_id = text(j, "access_key_id");
+  s.secret_access_key = text(j, "secret_access_key");
+  s.session_token = text(j, "session_token");
+  s.timeout_s = number(j, "timeout");
+  if (j.contains("headers") && !j["headers"].is_null()) {
+    // {"Name": "value"} (the shape listings use) or ["Name: value", …] (the CLI's).
+    std::vector<std::string> headers;
+    const Json& h = j["headers"];
+    if (h.is_object()) {
+      for (const auto& [name, value] : h.items()) {
+        if (!value.is_string()) fail(400, "invalid_request", "header values must be strings");
+        headers.push_back(name + ": " + value.get<std::string>());
+      }
+    } else if (h.is_array()) {
+      for (const Json& line : h) {
+        if (!line.is_string()) fail(400, "invalid_request", "headers must be 'Name: value' strings");
+        headers.push_back(line.get<std::string>());
+      }
+    } else {
+      fail(400, "invalid_request", "'headers' must be an object or an array");
+    }
+    s.headers = std::move(headers);
+  }
+  if (j.contains("template") && !j["template"].is_null())
+    s.template_json = j["template"].is_string() ? j["template"].get<std::string>()
+                                                : j["template"].dump();
+  return s;
+}
+
+ops::ModelSpec model_spec(const ApiRequest& req) {
+  Json j = body_object(req, {"name", "remote", "conn_id", "input_price", "output_price"});
+  ops::ModelSpec s;
+  s.name = text(j, "name");
+  s.remote = text(j, "remote");
+  s.conn = ref(j, "conn_id");
+  s.input_price = number(j, "input_price");
+  s.output_price = number(j, "output_price");
+  return s;
+}
+
+template <class T>
+Json array_of(const std::vector<T>& items) {
+  Json arr = Json::array();
+  for (const T& item : items) arr.push_back(to_json(item));
+  return arr;
+}
+
+Json vkeys_json(const std::vector<ops::VkeyView>& views) {
+  Json arr = Json::array();
+  for (const auto& v : views) arr.push_back(ops::vkey_json(v));
+  return arr;
+}
+
+const Json kNoContent = nullptr;
+
+ApiResponse ok(const Json& j, int status = 200) {
+  if (status == 204) return {204, ""};
+  return {status, j.dump()};
+}
+
+void require_admin(Role role, const std::string& method) {
+  if (role != Role::kAdmin)
+    fail(403, "forbidden", "the viewer role may only read (" + method + " needs the admin role)");
+}
+
+ApiResponse connections(storage::Store& store, const ApiRequest& req,
+                        const std::vector<std::string>& seg,
+                        const std::map<std::string, std::string>& query) {
+  const std::string& m = req.method;
+  if (seg.size() == 1) {
+    if (m == "GET") return ok(array_of(ops::list_connections(store)));
+    if (m == "POST") return ok(to_json(ops::create_connection(store, connection_spec(req))), 201);
+  } else if (seg.size() == 2) {
+    if (m == "GET") return ok(to_json(ops::get_connection(store, seg[1])));
+    if (m == "PATCH" || m == "PUT")
+      return ok(to_json(ops::update_connection(store, seg[1], connection_spec(req))));
+    if (m == "DELETE") {
+      ops::remove_connection(store, seg[1], flag(query, "force"));
+      return ok(kNoContent, 204);
+    }
+  }
+  fail(405, "invalid_request", m + " is not allowed here");
+}
+
+ApiResponse models(storage::Store& store, const ApiRequest& req,
+                   const std::vector<std::string>& seg,
+                   const std::map<std::string, std::string>& query) {
+  const std::string& m = req.method;
+  if (seg.size() == 1) {
+    if (m == "GET") return ok(array_of(ops::list_models(store, param(query, "conn_id"))));
+    if (m == "POST") return ok(to_json(ops::create_model(store, model_spec(req))), 201);
+  } else if (seg.size() == 2) {
+    if (m == "GET") return ok(to_json(ops::get_model(store, seg[1])));
+    if (m == "PATCH" || m == "PUT")
+      return ok(to_json(ops::update_model(store, seg[1], model_spec(req))));
+    if (m == "DELETE") {
+      ops::remove_model(store, seg[1], flag(query, "force"));
+      return ok(kNoContent, 204);
+    }
+  }
+  fail(405, "invalid_request", m + " is not allowed here");
+}
+
+ApiResponse vkeys(storage::Store& store, const ApiRequest& req,
+                  const std::vector<std::string>& seg) {
+  const std::string& m = req.method;
+  if (seg.size() == 1) {
+    if (m == "GET") return ok(vkeys_json(ops::list_vkeys(store)));
+    if (m == "POST") {
+      Json j = body_object(req, {"name", "key", "expires", "conn_id", "model_id", "tps", "rpm",
+                                 "token_limit", "token_window"});
+      ops::VkeySpec s;
+      s.name = text(j, "name");
+      s.key = text(j, "key");
+      s.expires = text(j, "expires");
+      for (const auto& c : refs(j, "conn_id")) s.targets.push_back({c, std::nullopt});
+      for (const auto& mo : refs(j, "model_id")) s.targets.push_back({std::nullopt, mo});
+      s.limits = limits_of(j);
+      return ok(ops::vkey_json(ops::create_vkey(store, s)), 201);
+    }
+  } else if (seg.size() == 2) {
+    if (m == "GET") return ok(ops::vkey_json(ops::get_vkey(store, seg[1])));
+    if (m == "PATCH" || m == "PUT") {
+      Json j = body_object(req, {"name", "expires", "enabled"});
+      ops::VkeySpec s;
+      s.name = text(j, "name");
+      s.expires = text(j, "expires");
+      std::optional<ops::VkeyView> v;
+      if (s.name || s.expires) v = ops::update_vkey(store, seg[1], s);
+      if (j.contains("enabled")) {
+        if (!j["enabled"].is_boolean()) fail(400, "invalid_request", "'enabled' must be true or false");
+        v = ops::set_vkey_enabled(store, seg[1], j["enabled"].get<bool>());
+      }
+      return ok(ops::vkey_json(v ? *v : ops::get_vkey(store, seg[1])));
+    }
+    if (m == "DELETE") {
+      ops::remove_vkey(store, seg[1]);
+      return ok(kNoContent, 204);
+    }
+  } else if (seg.size() == 3 && m == "POST") {
+    if (seg[2] == "rotate") {
+      Json j = body_object(req, {"key"});
+      return ok(ops::vkey_json(ops::rotate_vkey(store, seg[1], text(j, "key"))));
+    }
+    if (seg[2] == "enable" || seg[2] == "disable")
+      return ok(ops::vkey_json(ops::set_vkey_enabled(store, seg[1], seg[2] == "enable")));
+  }
+  fail(405, "invalid_request", m + " is not allowed here");
+}
+
+ApiResponse assignments(storage::Store& store, const ApiRequest& req,
+                        const std::vector<std::string>& seg,
+                        const std::map<std::string, std::string>& query) {
+  const std::string& m = req.method;
+  if (seg.size() == 1) {
+    if (m == "GET") return ok(array_of(ops::list_assignments(store, param(query, "vkey_id"))));
+    if (m == "POST") {
+      Json j = body_object(req, {"vkey_id", "conn_id", "model_id", "tps", "rpm", "token_limit",
+                                 "token_window"});
+      std::optional<std::string> vkey = ref(j, "vkey_id");
+      if (!vkey) fail(400, "invalid_request", "'vkey_id' is required");
+      ops::Target t{ref(j, "conn_id"), ref(j, "model_id")};
+      return ok(to_json(ops::create_assignment(store, *vkey, t, limits_of(j))), 201);
+    }
+  } else if (seg.size() == 2) {
+    if (m == "PATCH" || m == "PUT") {
+      Json j = body_object(req, {"tps", "rpm", "token_limit", "token_window"});
+      return ok(to_json(ops::update_assignment(store, seg[1], limits_of(j))));
+    }
+    if (m == "DELETE") {
+      ops::remove_assignment(store, seg[1]);
+      return ok(kNoContent, 204);
+    }
+  }
+  fail(405, "invalid_request", m + " is not allowed here");
+}
+
+ApiResponse usage(storage::Store& store, const ApiRequest& req,
+                  const std::map<std::string, std::string>& query) {
+  if (req.method != "GET") fail(405, "invalid_request", req.method + " is not allowed here");
+  ops::UsageSpec spec;
+  spec.vkey = param(query, "vkey_id");
+  spec.since = param(query, "since");
+  spec.until = param(query, "until");
+  spec.by = param(query, "by");
+  if (auto limit = param(query, "limit")) {
+    char* end = nullptr;
+    long n = std::strtol(limit->c_str(), &end, 10);
+    if (*end || n < 0) fail(400, "invalid_request", "'limit' must be a whole number >= 0");
+    spec.limit = static_cast<std::size_t>(n);
+  }
+  storage::UsageQuery q = ops::usage_query(store, spec);
+  if (auto by = ops::usage_group_by(spec)) return ok(array_of(store.aggregate_usage(q, *by)));
+  return ok(array_of(store.list_usage(q)));
+}
+
+// The slowest of the recent requests (the last 24 hours, newest 10,000).
+ApiResponse slow(storage::Store& store, const ApiRequest& req,
+                 const std::map<std::string, std::string>& query) {
+  if (req.method != "GET") fail(405, "invalid_request", req.method + " is not allowed here");
+  std::size_t limit = 5;
+  if (auto l = param(query, "limit")) {
+    char* end = nullptr;
+    long n = std::strtol(l->c_str(), &end, 10);
+    if (*end || n < 1 || n > 1000) fail(400, "invalid_request", "'limit' must be 1 to 1000");
+    limit = static_cast<std::size_t>(n);
+  }
+  ops::UsageSpec spec;
+  spec.since = param(query, "since").value_or("24h");
+  spec.limit = 10'000;
+  std::vector<UsageRecord> recent = store.list_usage(ops::usage_query(store, spec));
+  std::size_t n = std::min(limit, recent.size());
+  std::partial_sort(recent.begin(), recent.begin() + static_cast<long>(n), recent.end(),
+                    [](const UsageRecord& a, const UsageRecord& b) {
+                      return a.latency_ms > b.latency_ms;
+                    });
+  recent.resize(n);
+  return ok(array_of(recent));
+}
+
+ApiResponse route(storage::Store& store, const ApiRequest& req, Role role) {
+  std::vector<std::string> seg = segments(req.path);
+  for (std::string& s : seg) s = url_decode(s);
+  auto query = parse_query(req.query);
+  if (req.method != "GET" && req.method != "HEAD") require_admin(role, req.method);
+  if (seg.empty()) fail(404, "not_found", "unknown admin API path '" + req.path + "'");
+  const std::string& what = seg[0];
+  if (what == "connections") return connections(store, req, seg, query);
+  if (what == "models") return models(store, req, seg, query);
+  if (what == "vkeys") return vkeys(store, req, seg);
+  if (what == "assignments") return assignments(store, req, seg, query);
+  if (what == "usage" && seg.size() == 1) return usage(store, req, query);
+  if (what == "slow" && seg.size() == 1) return slow(store, req, query);
+  fail(404, "not_found", "unknown admin API path '" + req.path + "'");
+}
+
+}  // namespace
+
+std::string error_body(std::string_view type, std::string_view message) {
+  Json j = {{"error", {{"message", message}, {"type", type}}}};
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+ApiResponse handle(storage::Store& store, const ApiRequest& req, Role role) {
+  try {
+    return route(store, req, role);
+  } catch (const HttpError& e) {
+    return {e.status, error_body(e.type, e.message)};
+  } catch (const Error& e) {
+    // The operations' error kinds, as the CLI's exit codes are.
+    switch (e.kind()) {
+      case ErrorKind::kInvalid: return {400, error_body("invalid_request", e.what())};
+      case ErrorKind::kNotFound: return {404, error_body("not_found", e.what())};
+      case ErrorKind::kConflict: return {409, error_body("conflict", e.what())};
+      default: return {503, error_body("storage_error", e.what())};
+    }
+  } catch (const std::exception& e) {
+    return {500, error_body("internal_error", e.what())};
+  }
+}
+
+}  // namespace llmproxy::admin
