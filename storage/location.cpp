@@ -3,6 +3,8 @@
 #include <filesystem>
 
 #include "lib/domain/error.h"
+#include "storage/postgres/postgres_store.h"
+#include "storage/secrets.h"
 #include "storage/sqlite/sqlite_store.h"
 #include "storage/store.h"
 
@@ -68,8 +70,13 @@ std::unique_ptr<Store> open_store(const Location& where) {
     auto box = crypto::SecretBox::from_env_or_file(where.target + ".key");
     return std::make_unique<SqliteStore>(where.target, box);
   }
-  if (where.backend == "postgres" || where.backend == "mongodb") {
-    throw storage_error("the " + where.backend + " backend is not available in this build yet");
+  if (where.backend == "postgres") {
+    // No file beside the data to keep a key in: LLM_PROXY_SECRET or
+    // LLM_PROXY_SECRET_FILE, the same for every instance on the database.
+    return std::make_unique<PostgresStore>(where.target, secret_box_from_env("PostgreSQL"));
+  }
+  if (where.backend == "mongodb") {
+    throw storage_error("the mongodb backend is not available in this build yet");
   }
   throw invalid("unknown storage backend '" + where.backend + "'");
 }

@@ -11,6 +11,7 @@
 // throwing when the object does not exist.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -66,6 +67,23 @@ class Store {
   // Increases by at least one with every committed configuration change
   // (connections, models, keys, assignments). serve polls it to reload.
   virtual std::int64_t config_version() = 0;
+
+  // Change notification, for serve's config watcher (optional). A backend
+  // that can be told about changes (PostgreSQL: LISTEN/NOTIFY) blocks until a
+  // configuration change committed by any store on the same database may have
+  // happened, interrupt_wait() is called, or `timeout` passes, and returns
+  // true; the caller then reads config_version() to see whether anything
+  // changed (so a lost notification costs at most one timeout). A backend that
+  // cannot (the default) returns false at once: the caller polls
+  // config_version() on its own schedule.
+  virtual bool wait_for_change(std::chrono::milliseconds timeout) {
+    (void)timeout;
+    return false;
+  }
+  // Makes a wait_for_change() in progress on another thread return at once
+  // (or the next one, when none is in progress). Thread-safe.
+  virtual void interrupt_wait() {}
+
   // All configuration in one consistent read.
   virtual ConfigData load_config() = 0;
 

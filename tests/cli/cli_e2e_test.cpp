@@ -2,6 +2,13 @@
 // child process against its own temporary directory and checks stdout, stderr,
 // the exit code and, where the contract is about what is stored, the SQLite
 // files themselves.
+//
+// With LLM_PROXY_TEST_CLI_PG=1 the same tests run against PostgreSQL instead:
+// each test gets a database of its own on the server tests/storage/pg_cluster.h
+// finds (LLM_PROXY_TEST_PG_URL=postgres://…, the CTest fixture's cluster, or a
+// private cluster started for the run), the CLI gets the encryption key through
+// LLM_PROXY_SECRET_FILE, "what is stored" is every table's rows as text, and
+// the few tests about SQLite's files are skipped.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
@@ -26,6 +33,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/storage/pg_cluster.h"
+
 extern char** environ;
 
 namespace {
@@ -46,7 +55,34 @@ struct RunResult {
 // removed first, so the caller's environment cannot leak into a test.
 using Env = std::map<std::string, std::optional<std::string>>;
 
-const char* const kScrubbed[] = {"LLM_PROXY_DB", "DB_TYPE", "DB_DSN", "LLM_PROXY_SECRET"};
+const char* const kScrubbed[] = {"LLM_PROXY_DB", "DB_TYPE", "DB_DSN", "LLM_PROXY_SECRET",
+                                 "LLM_PROXY_SECRET_FILE"};
+
+// PostgreSQL mode (see the top of the file). LLM_PROXY_TEST_CLI_PG may also be
+// the path of a pg_cluster.sh state file, which CTest passes this way (one
+// variable, as gtest_discover_tests cannot set two).
+bool on_postgres() {
+  static const bool pg = [] {
+    const char* v = std::getenv("LLM_PROXY_TEST_CLI_PG");
+    if (!v || !*v || std::string(v) == "0") return false;
+    if (std::string(v).find('/') != std::string::npos) setenv("LLM_PROXY_TEST_PG_STATE", v, 1);
+    return true;
+  }();
+  return pg;
+}
+
+// In PostgreSQL mode, the key file every run gets as LLM_PROXY_SECRET_FILE
+// (which SQLite ignores, so the SQLite-path tests keep their key files).
+const std::string& pg_key_file() {
+  static const std::string path = [] {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string file = std::string(tmp && *tmp ? tmp : "/tmp") + "/llm-proxy-e2e-pg-key-" +
+                       std::to_string(getpid());
+    std::ofstream(file) << "cli-e2e-postgres-secret\n";
+    return file;
+  }();
+  return path;
+}
 
 RunResult run(const std::vector<std::string>& args, const Env& env = {},
               const std::string& cwd = {}) {
@@ -67,6 +103,8 @@ RunResult run(const std::vector<std::string>& args, const Env& env = {},
   }
   for (const auto& [name, value] : env)
     if (value) env_s.push_back(name + "=" + *value);
+  if (on_postgres() && env.count("LLM_PROXY_SECRET_FILE") == 0)
+    env_s.push_back("LLM_PROXY_SECRET_FILE=" + pg_key_file());
   std::vector<char*> envp;
   for (auto& e : env_s) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -186,13 +224,21 @@ void expect_error(const RunResult& r, int code, const std::string& mention = {})
   }
 }
 
-// ---- direct SQLite access ------------------------------------------------------------
+// ---- direct SQLite (or PostgreSQL) access ---------------------------------------------
 
 using Rows = std::vector<std::vector<std::string>>;
 
 Rows query(const std::string& db_path, const std::string& sql) {
-  sqlite3* db = nullptr;
   Rows rows;
+  if (db_path.starts_with("postgres")) {  // NULL reads as "NULL", as below
+    try {
+      rows = llmproxy::storage::pgtest::query(db_path, sql, "NULL");
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << e.what();
+    }
+    return rows;
+  }
+  sqlite3* db = nullptr;
   if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
     ADD_FAILURE() << "cannot open " << db_path << ": " << sqlite3_errmsg(db);
     sqlite3_close(db);
@@ -243,13 +289,27 @@ class Cli : public ::testing::Test {
     ASSERT_NE(mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
     dir_ = tmpl;
     db_ = dir_ + "/t.db";
+    if (on_postgres()) {
+      try {
+        db_ = llmproxy::storage::pgtest::create_database();
+      } catch (const std::exception& e) {
+        FAIL() << e.what();
+      }
+    }
   }
   void TearDown() override {
     std::error_code ec;
     fs::remove_all(dir_, ec);
+    if (on_postgres() && db_.starts_with("postgres")) {
+      try {
+        llmproxy::storage::pgtest::drop_database(db_);
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+      }
+    }
   }
 
-  // Runs with `--db <dir>/t.db` appended.
+  // Runs with `--db <dir>/t.db` (or the test's PostgreSQL URL) appended.
   RunResult cli(std::vector<std::string> args, const Env& env = {}) {
     args.push_back("--db");
     args.push_back(db_);
@@ -294,6 +354,14 @@ class Cli : public ::testing::Test {
     return out;
   }
   bool db_files_contain(const std::string& needle) const {
+    if (on_postgres()) {  // every row of every table, as text
+      for (const char* table : {"meta", "connections", "models", "vkeys", "assignments",
+                                "usage_records", "schema_migrations"}) {
+        for (const auto& row : query(db_, std::string("SELECT t::text FROM ") + table + " t"))
+          if (row[0].find(needle) != std::string::npos) return true;
+      }
+      return false;
+    }
     for (const auto& p : db_files())
       if (read_file(p).find(needle) != std::string::npos) return true;
     return false;
@@ -480,6 +548,7 @@ TEST_F(Cli, GlobalFlagsBeforeOrAfterTheSubcommand) {
 // ---- provider secrets at rest ---------------------------------------------------------
 
 TEST_F(Cli, ProviderApiKeyIsEncryptedAtRestWithAKeyFile) {
+  if (on_postgres()) GTEST_SKIP() << "SQLite's key file beside the database";
   const std::string secret = "AIzaSy-PLAINTEXT-SECRET-123";
   add({"connection", "add", "--name", "google-ai", "--provider", "google", "--api-key", secret});
   ASSERT_FALSE(db_files().empty());

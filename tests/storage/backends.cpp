@@ -8,6 +8,7 @@
 #include <string>
 #include <system_error>
 
+#include "tests/storage/pg_cluster.h"
 namespace llmproxy::storage::conformance {
 namespace {
 
@@ -39,13 +40,25 @@ TestDatabase create_sqlite() {
   };
 }
 
+// A database of its own on the test server (tests/storage/pg_cluster.h says
+// which server; without PostgreSQL this throws, and the test fails).
+TestDatabase create_postgres() {
+  std::string url = pgtest::create_database();
+  return TestDatabase{
+      .location = Location{"postgres", url},
+      .cleanup = [url] { pgtest::drop_database(url); },
+  };
+}
+
 }  // namespace
 
 std::vector<BackendFactory> conformance_backends() {
-  // Backends that need a server (postgres, mongodb) are added here, listed
-  // only when their test server is configured.
+  // Backends that need a server are always listed: a missing server fails
+  // their tests rather than skipping them (packaging/install-deps.sh test
+  // installs PostgreSQL).
   return {
       BackendFactory{.name = "sqlite", .create = create_sqlite},
+      BackendFactory{.name = "postgres", .create = create_postgres},
   };
 }
 
