@@ -129,13 +129,29 @@ class Watcher {
       stopping_ = true;
     }
     cv_.notify_all();
+    store_.interrupt_wait();
     if (thread_.joinable()) thread_.join();
   }
 
  private:
+  // A backend that is told of changes (PostgreSQL: LISTEN/NOTIFY) wakes the
+  // watcher at once; the others are polled every reload_interval. Either way
+  // the version is read after each wake-up, so a lost notification costs at
+  // most one interval.
   void run() {
     std::unique_lock lock(mu_);
-    while (!cv_.wait_for(lock, ctx_.options.reload_interval, [&] { return stopping_; })) {
+    while (!stopping_) {
+      lock.unlock();
+      bool told = false;
+      try {
+        told = store_.wait_for_change(ctx_.options.reload_interval);
+      } catch (const std::exception&) {
+        told = false;  // the poll below reports the storage state
+      }
+      lock.lock();
+      if (!told && cv_.wait_for(lock, ctx_.options.reload_interval, [&] { return stopping_; }))
+        break;
+      if (stopping_) break;
       lock.unlock();
       poll();
       lock.lock();
