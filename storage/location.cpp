@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "lib/domain/error.h"
+#include "storage/mongo/mongo_store.h"
 #include "storage/postgres/postgres_store.h"
 #include "storage/secrets.h"
 #include "storage/sqlite/sqlite_store.h"
@@ -76,7 +77,8 @@ std::unique_ptr<Store> open_store(const Location& where) {
     return std::make_unique<PostgresStore>(where.target, secret_box_from_env("PostgreSQL"));
   }
   if (where.backend == "mongodb") {
-    throw storage_error("the mongodb backend is not available in this build yet");
+    // Like PostgreSQL: no file beside the data to keep a key in.
+    return std::make_unique<MongoStore>(where.target, secret_box_from_env("MongoDB"));
   }
   throw invalid("unknown storage backend '" + where.backend + "'");
 }

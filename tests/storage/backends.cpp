@@ -9,6 +9,10 @@
 #include <system_error>
 
 #include "tests/storage/pg_cluster.h"
+#ifdef LLM_PROXY_TEST_MONGODB
+#include "tests/storage/mongo_test_server.h"
+#endif
+
 namespace llmproxy::storage::conformance {
 namespace {
 
@@ -50,6 +54,18 @@ TestDatabase create_postgres() {
   };
 }
 
+#ifdef LLM_PROXY_TEST_MONGODB
+// A database of its own on a real server (LLM_PROXY_TEST_MONGODB_URI) or on
+// the wire-protocol test server (tests/storage/mongo_test_server.h).
+TestDatabase create_mongodb() {
+  std::string url = mongotest::create_database();
+  return TestDatabase{
+      .location = Location{"mongodb", url},
+      .cleanup = [url] { mongotest::drop_database(url); },
+  };
+}
+#endif
+
 }  // namespace
 
 std::vector<BackendFactory> conformance_backends() {
@@ -59,6 +75,11 @@ std::vector<BackendFactory> conformance_backends() {
   return {
       BackendFactory{.name = "sqlite", .create = create_sqlite},
       BackendFactory{.name = "postgres", .create = create_postgres},
+#ifdef LLM_PROXY_TEST_MONGODB
+      // Built into storage_mongodb_test only (tests/CMakeLists.txt, LABELS
+      // mongodb), which runs the same suite against MongoDB.
+      BackendFactory{.name = "mongodb", .create = create_mongodb},
+#endif
   };
 }
 

@@ -1,0 +1,93 @@
+// The MongoDB backend, through libmongoc/libbson. One client per store, used
+// under a mutex (libmongoc clients are not thread-safe). Objects keep the
+// integer ids the rest of the program uses: `_id` is taken from a counter
+// document in `meta`, incremented with findAndModify ($inc, upsert).
+//
+// Multi-document changes (a cascading delete, a caller's transaction) run in a
+// server transaction when the deployment supports them (a replica set or a
+// sharded cluster with sessions). On a standalone server they are written in
+// a safe order — dependents created last, deleted first, the config version
+// bumped last — and transaction() keeps an undo journal, so a failure inside
+// fn puts back what fn had written (other clients may see the writes in the
+// meantime: a standalone has no isolation to offer).
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "storage/store.h"
+
+namespace llmproxy::storage {
+
+namespace mongo {
+struct Client;
+}  // namespace mongo
+
+class MongoStore final : public Store {
+ public:
+  // url: mongodb://… or mongodb+srv://…; the database is the URL's path
+  // (default llm_proxy). Connects and applies missing migrations. Throws
+  // kInvalid for a malformed URL, kStorage when the server cannot be reached;
+  // no message ever contains the password.
+  MongoStore(const std::string& url, crypto::SecretBox box);
+  ~MongoStore() override;
+  MongoStore(const MongoStore&) = delete;
+  MongoStore& operator=(const MongoStore&) = delete;
+
+  std::string_view backend() const override { return "mongodb"; }
+  std::string describe() const override { return describe_; }
+  int schema_version() override;
+  bool ping() override;
+  void transaction(const std::function<void()>& fn) override;
+  std::int64_t config_version() override;
+  ConfigData load_config() override;
+
+  Id insert_connection(const Connection& c) override;
+  void update_connection(const Connection& c) override;
+  bool delete_connection(Id id) override;
+  std::optional<Connection> get_connection(Id id) override;
+  std::optional<Connection> find_connection(std::string_view name) override;
+  std::vector<Connection> list_connections() override;
+
+  Id insert_model(const ProviderModel& m) override;
+  void update_model(const ProviderModel& m) override;
+  bool delete_model(Id id) override;
+  std::optional<ProviderModel> get_model(Id id) override;
+  std::optional<ProviderModel> find_model(std::string_view name) override;
+  std::vector<ProviderModel> list_models(std::optional<Id> conn_id) override;
+
+  Id insert_vkey(const VirtualKey& k) override;
+  void update_vkey(const VirtualKey& k) override;
+  bool delete_vkey(Id id) override;
+  std::optional<VirtualKey> get_vkey(Id id) override;
+  std::optional<VirtualKey> find_vkey(std::string_view name) override;
+  std::optional<VirtualKey> find_vkey_by_hash(std::string_view key_hash) override;
+  std::vector<VirtualKey> list_vkeys() override;
+
+  Id insert_assignment(const Assignment& a) override;
+  void update_assignment(const Assignment& a) override;
+  bool delete_assignment(Id id) override;
+  std::optional<Assignment> get_assignment(Id id) override;
+  std::vector<Assignment> list_assignments(std::optional<Id> vkey_id) override;
+
+  void insert_usage(std::span<const UsageRecord> records) override;
+  std::vector<UsageRecord> list_usage(const UsageQuery& q) override;
+  std::vector<UsageGroup> aggregate_usage(const UsageQuery& q, UsageGroupBy by) override;
+
+  // True when multi-document changes run in server transactions (replica set
+  // or sharded cluster); false on a standalone (safe order + undo journal).
+  bool uses_server_transactions() const;
+
+ private:
+  template <class Fn>
+  auto config_write(Fn&& fn);
+  void migrate();
+
+  std::unique_ptr<mongo::Client> db_;
+  crypto::SecretBox box_;
+  std::string describe_;
+  std::recursive_mutex mu_;
+};
+
+}  // namespace llmproxy::storage

@@ -1,0 +1,141 @@
+#include "tests/storage/mongo_test_server.h"
+
+#include <fcntl.h>
+#include <mongoc/mongoc.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <mutex>
+#include <stdexcept>
+
+#ifndef LLM_PROXY_FAKE_MONGOD
+#error "LLM_PROXY_FAKE_MONGOD must name tests/storage/fake_mongod.py"
+#endif
+#ifndef LLM_PROXY_PYTHON
+#define LLM_PROXY_PYTHON "python3"
+#endif
+
+namespace llmproxy::storage::mongotest {
+namespace {
+
+struct ServerState {
+  std::string base;     // mongodb://host:port (no path)
+  std::string options;  // "?…" or empty
+  bool fake = false;
+  pid_t pid = -1;
+  int stdin_fd = -1;  // closing it makes the test server exit
+};
+
+// Starts fake_mongod.py and reads the port it prints.
+void start_fake(ServerState& s) {
+  int in[2], out[2];
+  if (::pipe(in) != 0 || ::pipe(out) != 0)
+    throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    ::dup2(in[0], 0);
+    ::dup2(out[1], 1);
+    ::close(in[1]);
+    ::close(out[0]);
+    ::execlp(LLM_PROXY_PYTHON, LLM_PROXY_PYTHON, LLM_PROXY_FAKE_MONGOD, "--port", "0",
+             static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  ::fcntl(in[1], F_SETFD, FD_CLOEXEC);
+  std::string line;
+  char ch;
+  while (::read(out[0], &ch, 1) == 1 && ch != '\n') line += ch;
+  ::close(out[0]);
+  if (line.empty() || line.find_first_not_of("0123456789") != std::string::npos) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    throw std::runtime_error("the MongoDB wire-protocol test server (" +
+                             std::string(LLM_PROXY_FAKE_MONGOD) + ") did not start");
+  }
+  s.pid = pid;
+  s.stdin_fd = in[1];
+  s.base = "mongodb://127.0.0.1:" + line;
+  s.options = "?serverSelectionTimeoutMS=5000";
+  s.fake = true;
+}
+
+ServerState& server() {
+  static ServerState s;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const char* uri = std::getenv("LLM_PROXY_TEST_MONGODB_URI");
+    if (uri && *uri) {
+      std::string u = uri;
+      std::size_t scheme = u.find("://");
+      if (scheme == std::string::npos)
+        throw std::runtime_error("LLM_PROXY_TEST_MONGODB_URI is not a mongodb:// URL");
+      std::size_t q = u.find('?', scheme + 3);
+      std::string head = u.substr(0, q);
+      s.options = q == std::string::npos ? "" : u.substr(q);
+      std::size_t slash = head.find('/', scheme + 3);
+      s.base = head.substr(0, slash);
+      std::cout << "MongoDB conformance: running against the server in "
+                   "LLM_PROXY_TEST_MONGODB_URI\n";
+    } else {
+      start_fake(s);
+      std::cout << "MongoDB conformance: running against the wire-protocol test server (no "
+                   "real mongod available here)\n";
+    }
+    std::cout.flush();
+    std::atexit([] {
+      if (s.pid > 0) {
+        ::close(s.stdin_fd);
+        ::kill(s.pid, SIGTERM);
+        ::waitpid(s.pid, nullptr, 0);
+      }
+    });
+  });
+  return s;
+}
+
+}  // namespace
+
+std::string create_database() {
+  static std::atomic<int> counter{0};
+  ServerState& s = server();
+  std::string db =
+      "llmproxy_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter.fetch_add(1));
+  return s.base + "/" + db + s.options;
+}
+
+void drop_database(const std::string& url) {
+  mongoc_init();
+  bson_error_t e;
+  mongoc_uri_t* uri = mongoc_uri_new_with_error(url.c_str(), &e);
+  if (!uri) return;
+  std::string db = mongoc_uri_get_database(uri) ? mongoc_uri_get_database(uri) : "";
+  mongoc_client_t* client = mongoc_client_new_from_uri(uri);
+  mongoc_uri_destroy(uri);
+  if (!client) return;
+  if (!db.empty()) {
+    mongoc_database_t* d = mongoc_client_get_database(client, db.c_str());
+    mongoc_database_drop(d, &e);  // best effort
+    mongoc_database_destroy(d);
+  }
+  mongoc_client_destroy(client);
+}
+
+std::string url_for(const std::string& db) {
+  ServerState& s = server();
+  return s.base + "/" + db + s.options;
+}
+
+bool using_test_server() {
+  return server().fake;
+}
+
+}  // namespace llmproxy::storage::mongotest
