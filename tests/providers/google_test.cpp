@@ -117,6 +117,56 @@ TEST(GoogleRequest, ToolsRoundTrip) {
       Json::parse(R"({"functionCallingConfig":{"mode":"ANY","allowedFunctionNames":["f"]}})"));
 }
 
+// Regression: the OpenAI SDKs' strict mode sends additionalProperties: false,
+// which Gemini's `parameters` (an OpenAPI subset) refuses with 400 "Unknown
+// name"; such schemas go as parametersJsonSchema, plain ones as before.
+TEST(GoogleRequest, JsonSchemaOutsideGeminisSubsetGoesAsJsonSchema) {
+  Json out = translate(R"({"messages":[{"role":"user","content":"x"}], "tools": [
+    {"type":"function","function":{"name":"strict","strict":true,"parameters":{
+      "type":"object","properties":{"city":{"type":"string"}},"required":["city"],
+      "additionalProperties":false}}},
+    {"type":"function","function":{"name":"nested","parameters":{
+      "type":"object","properties":{"tags":{"type":"array","items":{"type":["string","null"]}}}}}},
+    {"type":"function","function":{"name":"refs","parameters":{
+      "type":"object","$defs":{"a":{"type":"string"}},"properties":{"a":{"$ref":"#/$defs/a"}}}}},
+    {"type":"function","function":{"name":"plain","parameters":{
+      "type":"OBJECT","properties":{"n":{"type":"integer","enum":["1","2"],"nullable":true},
+      "any":{"anyOf":[{"type":"string"},{"type":"number"}]}},"propertyOrdering":["n","any"]}}}]})");
+  const Json& decls = out["tools"][0]["functionDeclarations"];
+  ASSERT_EQ(decls.size(), 4u);
+  for (int i : {0, 1, 2}) {
+    EXPECT_FALSE(decls[i].contains("parameters")) << decls[i].dump();
+    EXPECT_TRUE(decls[i].contains("parametersJsonSchema")) << decls[i].dump();
+  }
+  EXPECT_EQ(decls[0]["parametersJsonSchema"]["additionalProperties"], false);
+  EXPECT_TRUE(decls[3].contains("parameters"));
+  EXPECT_FALSE(decls[3].contains("parametersJsonSchema"));
+
+  Json strict = translate(R"({"messages":[{"role":"user","content":"x"}],
+    "response_format":{"type":"json_schema","json_schema":{"name":"s","strict":true,"schema":{
+      "type":"object","properties":{"a":{"type":"string"}},"additionalProperties":false}}}})");
+  EXPECT_EQ(strict["generationConfig"], Json::parse(R"({"responseMimeType":"application/json",
+    "responseJsonSchema":{"type":"object","properties":{"a":{"type":"string"}},
+                          "additionalProperties":false}})"));
+}
+
+// Regression: Gemini 3 refuses a history whose function calls lack the
+// thoughtSignature it sent; it travels as Google's OpenAI endpoint carries it,
+// tool_calls[].extra_content.google.thought_signature.
+TEST(GoogleRequest, ThoughtSignaturesGoBackOnTheirFunctionCalls) {
+  Json out = translate(R"({"messages": [
+    {"role": "user", "content": "Weather?"},
+    {"role": "assistant", "content": null, "tool_calls": [
+      {"id": "call_0", "type": "function", "function": {"name": "weather", "arguments": "{}"},
+       "extra_content": {"google": {"thought_signature": "c2ln"}}},
+      {"id": "call_1", "type": "function", "function": {"name": "time", "arguments": "{}"}}]},
+    {"role": "tool", "tool_call_id": "call_0", "content": "sunny"},
+    {"role": "tool", "tool_call_id": "call_1", "content": "noon"}]})");
+  EXPECT_EQ(out["contents"][1]["parts"], Json::parse(R"([
+    {"functionCall": {"name": "weather", "args": {}}, "thoughtSignature": "c2ln"},
+    {"functionCall": {"name": "time", "args": {}}}])"));
+}
+
 void expect_refused(const std::string& openai, const std::string& param) {
   try {
     translate(openai);
@@ -198,6 +248,25 @@ TEST(GoogleReply, FunctionCallsAndMultipleCandidates) {
   EXPECT_EQ(out["choices"][1]["index"], 1);
   EXPECT_EQ(out["choices"][1]["message"]["content"], "Trunc");
   EXPECT_EQ(out["choices"][1]["finish_reason"], "length");
+}
+
+TEST(GoogleReply, ThoughtSignatureRidesOnTheToolCall) {
+  Json out = to_chat_completion(Json::parse(R"({"candidates": [{"index": 0, "finishReason": "STOP",
+    "content": {"role": "model", "parts": [
+      {"functionCall": {"name": "weather", "args": {"city": "Oslo"}}, "thoughtSignature": "c2ln"},
+      {"functionCall": {"name": "time", "args": {}}}]}}]})"),
+                                "chatcmpl-x", "m");
+  const Json& calls = out["choices"][0]["message"]["tool_calls"];
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0]["extra_content"], Json::parse(R"({"google":{"thought_signature":"c2ln"}})"));
+  EXPECT_FALSE(calls[1].contains("extra_content"));
+  // What the client sends back with the call restores it.
+  Json next = Json::parse(R"({"messages":[{"role":"user","content":"Weather?"}]})");
+  Json assistant = out["choices"][0]["message"];
+  next["messages"].push_back(assistant);
+  next["messages"].push_back({{"role", "tool"}, {"tool_call_id", "call_0"}, {"content", "sunny"}});
+  next["messages"].push_back({{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "noon"}});
+  EXPECT_EQ(to_generate_request(next)["contents"][1]["parts"][0]["thoughtSignature"], "c2ln");
 }
 
 TEST(GoogleReply, BlockedPromptIsContentFilter) {
@@ -357,6 +426,25 @@ TEST(GoogleErrors, StatusesMapFaithfully) {
       EXPECT_EQ(header(r, "x-should-retry"), "");
     }
   }
+  // Regression: Google refuses a bad key with 400 INVALID_ARGUMENT; that is
+  // the connection's credential, not the client's request.
+  auto [key, key_body] = mapped(400, R"({"error":{"code":400,
+    "message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT",
+    "details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID",
+      "domain":"googleapis.com","metadata":{"service":"generativelanguage.googleapis.com"}}]}})");
+  EXPECT_EQ(key.status, 502);
+  EXPECT_EQ(key_body["error"]["type"], "upstream_auth_error");
+  EXPECT_EQ(key_body["error"]["code"], "upstream_auth_error");
+  std::string key_message = key_body["error"]["message"];
+  EXPECT_NE(key_message.find("'gem'"), std::string::npos) << key_message;
+  EXPECT_NE(key_message.find("API_KEY_INVALID"), std::string::npos) << key_message;
+  EXPECT_EQ(key_message.find("AIza-secret"), std::string::npos);
+  // Other ErrorInfo reasons on a 400 stay the client's 400.
+  EXPECT_EQ(mapped(400, R"({"error":{"code":400,"message":"m","status":"INVALID_ARGUMENT",
+    "details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"FIELD_INVALID"}]}})")
+                .first.status,
+            400);
+
   auto [opaque, opaque_body] = mapped(502, "<html>bad gateway</html>");
   EXPECT_EQ(opaque.status, 502);
   EXPECT_TRUE(opaque_body["error"].contains("message"));
@@ -490,6 +578,17 @@ TEST(GoogleStream, ToolCallsAndMultipleCandidates) {
   EXPECT_EQ(chunks[3]["choices"][0]["delta"]["tool_calls"][0]["function"]["name"], "time");
   EXPECT_FALSE(chunks[3]["choices"][0]["delta"].contains("role"));
   EXPECT_EQ(chunks[4]["choices"][0]["finish_reason"], "tool_calls");
+}
+
+TEST(GoogleStream, ThoughtSignatureRidesOnTheToolCallDelta) {
+  std::string stream = data(
+      R"({"candidates":[{"content":{"parts":[{"functionCall":{"name":"weather","args":{"city":"Oslo"}},"thoughtSignature":"c2ln"}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":6},"responseId":"s1"})");
+  std::string body = R"({"model":"m","stream":true})";
+  std::vector<Json> chunks = translate_split(streaming_request(body), stream, 4, 6);
+  ASSERT_EQ(chunks.size(), 2u);
+  EXPECT_EQ(chunks[0]["choices"][0]["delta"]["tool_calls"][0]["extra_content"],
+            Json::parse(R"({"google":{"thought_signature":"c2ln"}})"));
+  EXPECT_EQ(chunks[1]["choices"][0]["finish_reason"], "tool_calls");
 }
 
 TEST(GoogleStream, EndingEarlyIsIncompleteAndErrorsBecomeErrorEvents) {

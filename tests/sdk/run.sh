@@ -40,4 +40,4 @@ if [[ ! -d node_modules/openai || ! -f $stamp || $(cat "$stamp") != "$(lock_sum)
   lock_sum >"$stamp"
 fi
 
-exec node --test --test-reporter=spec openai_sdk.test.mjs
+exec node --test --test-reporter=spec openai_sdk.test.mjs translating.test.mjs

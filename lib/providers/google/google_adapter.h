@@ -28,6 +28,11 @@ Json to_embedding_list(const Json& response, const std::string& model);
 // Gemini finishReason → OpenAI finish_reason (before tool calls are considered).
 std::string_view finish_reason(std::string_view gemini_reason);
 Usage usage_of(const Json& usage_metadata);
+// A functionCall part's thoughtSignature → the OpenAI tool call's
+// extra_content.google.thought_signature (the convention of Google's own
+// OpenAI-compatible endpoint; clients echo it back with the call, and
+// to_generate_request puts it back on the part).
+void add_thought_signature(Json& tool_call, const Json& part);
 // "chatcmpl-<responseId>", or a generated id when there is none.
 std::string completion_id(const Json& response, std::string_view request_id);
 

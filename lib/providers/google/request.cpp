@@ -1,6 +1,7 @@
 // OpenAI chat completion / embeddings request → Gemini request bodies.
 #include <cctype>
 #include <map>
+#include <set>
 
 #include "lib/providers/chat_parts.h"
 #include "lib/providers/google/google_adapter.h"
@@ -102,7 +103,15 @@ Json model_parts(const Json& msg, const std::string& param,
       std::string name = call.contains("function") ? call["function"].value("name", "") : "";
       if (name.empty()) refuse(where + ".function.name", "a tool call needs a function name");
       call_names[call.value("id", "")] = name;
-      parts.push_back({{"functionCall", {{"name", name}, {"args", parse_arguments(call, where)}}}});
+      Json part = {{"functionCall", {{"name", name}, {"args", parse_arguments(call, where)}}}};
+      // The thought signature a reply carried (see to_chat_completion) goes
+      // back on its part: Gemini 3 refuses function calls without it.
+      const Json* sig = &call;
+      for (const char* key : {"extra_content", "google", "thought_signature"})
+        sig = sig && sig->is_object() && sig->contains(key) ? &(*sig)[key] : nullptr;
+      if (sig && sig->is_string() && !sig->get<std::string>().empty())
+        part["thoughtSignature"] = *sig;
+      parts.push_back(std::move(part));
     }
   }
   return parts;
@@ -133,6 +142,47 @@ void append(Json& contents, const std::string& role, Json parts) {
   }
 }
 
+// Whether a JSON Schema fits Gemini's `Schema` message (an OpenAPI 3.0
+// subset). Google's JSON front end refuses any other keyword with 400
+// ("Unknown name \"additionalProperties\" ... Cannot find field"), and the
+// OpenAI SDKs' strict mode always sends additionalProperties: false; such
+// schemas go as parametersJsonSchema / responseJsonSchema, which take JSON
+// Schema as is.
+bool fits_gemini_schema(const Json& s) {
+  static const std::set<std::string, std::less<>> kKeys = {
+      "type",      "format",    "title",      "description", "nullable",      "enum",
+      "maxItems",  "minItems",  "properties", "required",    "minProperties", "maxProperties",
+      "minLength", "maxLength", "pattern",    "example",     "anyOf",         "propertyOrdering",
+      "default",   "items",     "minimum",    "maximum"};
+  static const std::set<std::string, std::less<>> kTypes = {
+      "string", "number", "integer", "boolean", "array", "object", "null"};
+  if (!s.is_object()) return false;
+  for (const auto& [key, value] : s.items()) {
+    if (!kKeys.contains(key)) return false;
+    if (key == "type") {
+      if (!value.is_string()) return false;  // e.g. ["string", "null"]
+      std::string t = value.get<std::string>();
+      for (char& ch : t) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (!kTypes.contains(t)) return false;
+    } else if (key == "properties") {
+      if (!value.is_object()) return false;
+      for (const auto& [name, sub] : value.items())
+        if (!fits_gemini_schema(sub)) return false;
+    } else if (key == "items") {
+      if (!fits_gemini_schema(value)) return false;
+    } else if (key == "anyOf") {
+      if (!value.is_array()) return false;
+      for (const Json& sub : value)
+        if (!fits_gemini_schema(sub)) return false;
+    } else if (key == "enum" || key == "required" || key == "propertyOrdering") {
+      if (!value.is_array()) return false;
+      for (const Json& item : value)
+        if (!item.is_string()) return false;  // Gemini enums are strings only
+    }
+  }
+  return true;
+}
+
 Json translate_tools(const Json& tools) {
   Json declarations = Json::array();
   for (std::size_t i = 0; i < tools.size(); ++i) {
@@ -145,7 +195,8 @@ Json translate_tools(const Json& tools) {
     Json decl = {{"name", fn.value("name", "")}};
     if (fn.contains("description")) decl["description"] = fn["description"];
     if (fn.contains("parameters") && !fn["parameters"].is_null())
-      decl["parameters"] = fn["parameters"];
+      decl[fits_gemini_schema(fn["parameters"]) ? "parameters" : "parametersJsonSchema"] =
+          fn["parameters"];
     declarations.push_back(std::move(decl));
   }
   return Json::array({{{"functionDeclarations", std::move(declarations)}}});
@@ -212,7 +263,8 @@ Json generation_config(const Json& in) {
       if (!js.contains("schema") || !js["schema"].is_object())
         refuse("response_format", "response_format json_schema needs json_schema.schema");
       config["responseMimeType"] = "application/json";
-      config["responseSchema"] = js["schema"];
+      config[fits_gemini_schema(js["schema"]) ? "responseSchema" : "responseJsonSchema"] =
+          js["schema"];
     } else if (type != "text") {
       refuse("response_format", "response_format '" + type + "' cannot be sent to Gemini");
     }

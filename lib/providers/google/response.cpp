@@ -24,7 +24,26 @@ long long seconds_of(const std::string& duration) {
   }
 }
 
+// The google.rpc.ErrorInfo reason when Google refused the API key itself
+// (e.g. API_KEY_INVALID, API_KEY_EXPIRED), else "".
+std::string key_refused(const Json& err) {
+  if (!err.contains("details") || !err["details"].is_array()) return {};
+  for (const Json& d : err["details"]) {
+    if (!d.is_object()) continue;
+    std::string type = d.value("@type", "");
+    if (!type.empty() && !type.ends_with("google.rpc.ErrorInfo")) continue;
+    std::string reason = d.value("reason", "");
+    if (reason.starts_with("API_KEY_")) return reason;
+  }
+  return {};
+}
+
 }  // namespace
+
+void add_thought_signature(Json& tool_call, const Json& part) {
+  if (part.contains("thoughtSignature") && part["thoughtSignature"].is_string())
+    tool_call["extra_content"] = {{"google", {{"thought_signature", part["thoughtSignature"]}}}};
+}
 
 std::string_view finish_reason(std::string_view reason) {
   if (reason == "STOP" || reason == "FINISH_REASON_UNSPECIFIED" || reason.empty()) return "stop";
@@ -75,11 +94,13 @@ Json to_chat_completion(const Json& response, const std::string& fallback_id,
           text += part["text"].get<std::string>();
         } else if (part.contains("functionCall") && part["functionCall"].is_object()) {
           const Json& fc = part["functionCall"];
-          tool_calls.push_back({{"id", "call_" + std::to_string(next_call++)},
-                                {"type", "function"},
-                                {"function",
-                                 {{"name", fc.value("name", "")},
-                                  {"arguments", fc.value("args", Json::object()).dump()}}}});
+          Json call = {{"id", "call_" + std::to_string(next_call++)},
+                       {"type", "function"},
+                       {"function",
+                        {{"name", fc.value("name", "")},
+                         {"arguments", fc.value("args", Json::object()).dump()}}}};
+          add_thought_signature(call, part);
+          tool_calls.push_back(std::move(call));
         }
       }
     }
@@ -147,6 +168,16 @@ Reply Adapter::map_error(const Connection& connection, int status, std::string b
   std::string message = err.value("message", body.substr(0, 200));
   Reply r;
   r.status = status;
+  if (std::string reason = key_refused(err); !reason.empty()) {
+    // Google refuses a bad or expired API key with 400 INVALID_ARGUMENT, not
+    // 401: that is the connection's key, never the client's request, so it
+    // gets the reply the server gives a provider's 401/403.
+    r.status = 502;
+    r.body = openai_error_body("the provider refused the credentials of connection '" +
+                                   connection.name + "' (google " + reason + ": " + message + ")",
+                               "upstream_auth_error", "upstream_auth_error");
+    return r;
+  }
   if (code == "RESOURCE_EXHAUSTED")
     r.status = 429;
   else if (code == "INVALID_ARGUMENT" || code == "FAILED_PRECONDITION" || code == "OUT_OF_RANGE")

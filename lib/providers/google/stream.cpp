@@ -100,12 +100,14 @@ class Stream final : public StreamTranslator {
           text += part["text"].get<std::string>();
         } else if (part.contains("functionCall") && part["functionCall"].is_object()) {
           const Json& fc = part["functionCall"];
-          calls.push_back({{"index", c.tool_calls++},
-                           {"id", "call_" + std::to_string(next_call_++)},
-                           {"type", "function"},
-                           {"function",
-                            {{"name", fc.value("name", "")},
-                             {"arguments", fc.value("args", Json::object()).dump()}}}});
+          Json call = {{"index", c.tool_calls++},
+                       {"id", "call_" + std::to_string(next_call_++)},
+                       {"type", "function"},
+                       {"function",
+                        {{"name", fc.value("name", "")},
+                         {"arguments", fc.value("args", Json::object()).dump()}}}};
+          add_thought_signature(call, part);
+          calls.push_back(std::move(call));
         }
       }
     }
