@@ -84,3 +84,16 @@ std::unique_ptr<Store> open_store(const Location& where) {
 }
 
 }  // namespace llmproxy::storage
+
+namespace llmproxy::storage {
+
+// Temporary defaults until every backend stores admin users.
+Id Store::insert_admin_user(const AdminUser&) { throw storage_error("admin users not implemented"); }
+void Store::update_admin_user(const AdminUser&) { throw storage_error("admin users not implemented"); }
+bool Store::delete_admin_user(Id) { throw storage_error("admin users not implemented"); }
+std::optional<AdminUser> Store::find_admin_user(std::string_view) {
+  throw storage_error("admin users not implemented");
+}
+std::vector<AdminUser> Store::list_admin_users() { throw storage_error("admin users not implemented"); }
+
+}  // namespace llmproxy::storage

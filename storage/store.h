@@ -122,6 +122,15 @@ class Store {
   virtual std::vector<Assignment> list_assignments(std::optional<Id> vkey_id = std::nullopt) = 0;
 
   // Usage. Records are appended in batches by serve's writer thread.
+  // Admin users (the admin API's and dashboard's sign-in). Usernames are
+  // unique (kConflict). update_admin_user throws kNotFound when absent.
+  // TODO(storage helper): make these pure once every backend implements them.
+  virtual Id insert_admin_user(const AdminUser& u);
+  virtual void update_admin_user(const AdminUser& u);
+  virtual bool delete_admin_user(Id id);
+  virtual std::optional<AdminUser> find_admin_user(std::string_view username);
+  virtual std::vector<AdminUser> list_admin_users();  // ordered by username
+
   virtual void insert_usage(std::span<const UsageRecord> records) = 0;
   // Newest first.
   virtual std::vector<UsageRecord> list_usage(const UsageQuery& q) = 0;

@@ -50,6 +50,14 @@ std::string provider_names() {
   return out;
 }
 
+std::string_view to_string(AdminRole r) { return r == AdminRole::kAdmin ? "admin" : "viewer"; }
+
+std::optional<AdminRole> parse_admin_role(std::string_view s) {
+  if (s == "admin") return AdminRole::kAdmin;
+  if (s == "viewer") return AdminRole::kViewer;
+  return std::nullopt;
+}
+
 std::string_view to_string(TokenWindow w) {
   for (auto& [value, name] : kWindows)
     if (value == w) return name;

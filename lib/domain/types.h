@@ -95,6 +95,25 @@ struct VirtualKey {
   bool operator==(const VirtualKey&) const = default;
 };
 
+// Who may use the admin API and dashboard besides the master key holder.
+enum class AdminRole { kAdmin, kViewer };  // kViewer: read-only
+
+std::string_view to_string(AdminRole r);
+std::optional<AdminRole> parse_admin_role(std::string_view s);
+
+// A person who signs in to the admin API / dashboard. Only a slow salted hash
+// of the password is kept (lib/crypto/password.h).
+struct AdminUser {
+  Id id = 0;
+  std::string username;
+  AdminRole role = AdminRole::kAdmin;
+  std::string password_hash;  // "pbkdf2-sha256$<iterations>$<salt b64>$<hash b64>"
+  TimeMs created_at = 0;
+  TimeMs updated_at = 0;
+
+  bool operator==(const AdminUser&) const = default;
+};
+
 // Limits that apply to one assignment. Unset means unlimited.
 struct Limits {
   std::optional<double> tps;  // requests per second (token bucket, burst = 1 s)
