@@ -56,6 +56,7 @@ void add_model_commands(CLI::App& app, Context& ctx);
 void add_vkey_commands(CLI::App& app, Context& ctx);
 void add_assignment_commands(CLI::App& app, Context& ctx);
 void add_usage_command(CLI::App& app, Context& ctx);
+void add_admin_commands(CLI::App& app, Context& ctx);
 void add_serve_command(CLI::App& app, Context& ctx);
 
 }  // namespace llmproxy::cli

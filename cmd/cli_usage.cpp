@@ -43,11 +43,12 @@ void add_usage_command(CLI::App& app, Context& ctx) {
             rows.push_back({g.group.empty() ? "-" : g.group, std::to_string(g.requests),
                             std::to_string(g.errors), std::to_string(g.prompt_tokens),
                             std::to_string(g.completion_tokens),
-                            std::to_string(g.prompt_tokens + g.completion_tokens),
-                            fixed(g.cost, 6), fixed(g.avg_latency_ms, 1)});
+                            std::to_string(g.prompt_tokens + g.completion_tokens), fixed(g.cost, 6),
+                            fixed(g.avg_latency_ms, 1), fixed(g.p50_latency_ms, 1),
+                            fixed(g.p95_latency_ms, 1), fixed(g.p99_latency_ms, 1)});
           }
           return print_table({"GROUP", "REQUESTS", "ERRORS", "PROMPT", "COMPLETION", "TOTAL",
-                              "COST_USD", "AVG_MS"},
+                              "COST_USD", "AVG_MS", "P50_MS", "P95_MS", "P99_MS"},
                              rows);
         }
         auto records = store.list_usage(q);

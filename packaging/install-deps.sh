@@ -9,7 +9,8 @@ BUILD_PKGS=(
   nlohmann-json3-dev libboost-dev libssl-dev ca-certificates
   libgoogle-perftools-dev
 )
-TEST_PKGS=(libgtest-dev libgmock-dev postgresql curl openssl python3 nodejs npm)
+# chromium: the dashboard's browser test (tests/dashboard) drives Debian's Chromium.
+TEST_PKGS=(libgtest-dev libgmock-dev postgresql curl openssl python3 nodejs npm chromium)
 BENCH_PKGS=(nginx-light wrk)
 
 want=("${BUILD_PKGS[@]}")

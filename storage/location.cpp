@@ -59,41 +59,33 @@ Location resolve_location(const std::optional<std::string>& db_flag) {
   return {"sqlite", "llm-proxy.db"};
 }
 
+crypto::SecretBox secret_box_for(const Location& where) {
+  // SQLite: the key file lives beside the database so that backing up the
+  // directory keeps the two together; LLM_PROXY_SECRET overrides it.
+  // PostgreSQL, MongoDB: no file beside the data to keep a key in, so
+  // LLM_PROXY_SECRET or LLM_PROXY_SECRET_FILE, the same for every instance.
+  if (where.backend == "sqlite") return crypto::SecretBox::from_env_or_file(where.target + ".key");
+  if (where.backend == "postgres") return secret_box_from_env("PostgreSQL");
+  if (where.backend == "mongodb") return secret_box_from_env("MongoDB");
+  throw invalid("unknown storage backend '" + where.backend + "'");
+}
+
 std::unique_ptr<Store> open_store(const Location& where) {
   if (where.backend == "sqlite") {
-    // The key file lives beside the database so that backing up the directory
-    // keeps the two together; LLM_PROXY_SECRET overrides it.
     std::filesystem::path dir = std::filesystem::path(where.target).parent_path();
     if (!dir.empty() && !std::filesystem::is_directory(dir)) {
       throw storage_error("cannot open SQLite database " + where.target + ": directory " +
                           dir.string() + " does not exist");
     }
-    auto box = crypto::SecretBox::from_env_or_file(where.target + ".key");
-    return std::make_unique<SqliteStore>(where.target, box);
+    return std::make_unique<SqliteStore>(where.target, secret_box_for(where));
   }
   if (where.backend == "postgres") {
-    // No file beside the data to keep a key in: LLM_PROXY_SECRET or
-    // LLM_PROXY_SECRET_FILE, the same for every instance on the database.
-    return std::make_unique<PostgresStore>(where.target, secret_box_from_env("PostgreSQL"));
+    return std::make_unique<PostgresStore>(where.target, secret_box_for(where));
   }
   if (where.backend == "mongodb") {
-    // Like PostgreSQL: no file beside the data to keep a key in.
-    return std::make_unique<MongoStore>(where.target, secret_box_from_env("MongoDB"));
+    return std::make_unique<MongoStore>(where.target, secret_box_for(where));
   }
   throw invalid("unknown storage backend '" + where.backend + "'");
 }
-
-}  // namespace llmproxy::storage
-
-namespace llmproxy::storage {
-
-// Temporary defaults until every backend stores admin users.
-Id Store::insert_admin_user(const AdminUser&) { throw storage_error("admin users not implemented"); }
-void Store::update_admin_user(const AdminUser&) { throw storage_error("admin users not implemented"); }
-bool Store::delete_admin_user(Id) { throw storage_error("admin users not implemented"); }
-std::optional<AdminUser> Store::find_admin_user(std::string_view) {
-  throw storage_error("admin users not implemented");
-}
-std::vector<AdminUser> Store::list_admin_users() { throw storage_error("admin users not implemented"); }
 
 }  // namespace llmproxy::storage

@@ -44,6 +44,13 @@ struct UsageGroup {
   std::int64_t completion_tokens = 0;
   double cost = 0;
   double avg_latency_ms = 0;
+  // Latency percentiles by nearest rank (PostgreSQL's percentile_disc): the
+  // smallest latency v of the group such that at least p% of its latencies
+  // are <= v, i.e. the ceil(p/100 * n)-th smallest. Always one of the
+  // group's own latencies, never interpolated.
+  double p50_latency_ms = 0;
+  double p95_latency_ms = 0;
+  double p99_latency_ms = 0;
 };
 
 class Store {
@@ -121,16 +128,20 @@ class Store {
   virtual std::optional<Assignment> get_assignment(Id id) = 0;
   virtual std::vector<Assignment> list_assignments(std::optional<Id> vkey_id = std::nullopt) = 0;
 
-  // Usage. Records are appended in batches by serve's writer thread.
   // Admin users (the admin API's and dashboard's sign-in). Usernames are
-  // unique (kConflict). update_admin_user throws kNotFound when absent.
-  // TODO(storage helper): make these pure once every backend implements them.
-  virtual Id insert_admin_user(const AdminUser& u);
-  virtual void update_admin_user(const AdminUser& u);
-  virtual bool delete_admin_user(Id id);
-  virtual std::optional<AdminUser> find_admin_user(std::string_view username);
-  virtual std::vector<AdminUser> list_admin_users();  // ordered by username
+  // unique, compared byte for byte (kConflict). insert_admin_user returns the
+  // new id and sets created_at/updated_at when zero; update_admin_user sets
+  // username, role and password_hash, stamps updated_at with the current time
+  // (tokens issued before it are void) and throws kNotFound when absent.
+  // Users are not configuration: their changes leave config_version alone.
+  virtual Id insert_admin_user(const AdminUser& u) = 0;
+  virtual void update_admin_user(const AdminUser& u) = 0;
+  virtual bool delete_admin_user(Id id) = 0;
+  virtual std::optional<AdminUser> find_admin_user(std::string_view username) = 0;
+  // Ordered by username (byte order).
+  virtual std::vector<AdminUser> list_admin_users() = 0;
 
+  // Usage. Records are appended in batches by serve's writer thread.
   virtual void insert_usage(std::span<const UsageRecord> records) = 0;
   // Newest first.
   virtual std::vector<UsageRecord> list_usage(const UsageQuery& q) = 0;
@@ -149,6 +160,10 @@ struct Location {
 // DB_TYPE + DB_DSN, then ./llm-proxy.db. Throws kInvalid for a malformed value.
 Location resolve_location(const std::optional<std::string>& db_flag);
 Location parse_location(std::string_view url);
+
+// The key that seals secrets in this location's store (see open_store), for
+// deriving other server secrets from (e.g. the admin token key).
+crypto::SecretBox secret_box_for(const Location& where);
 
 // Opens (creating if needed) and migrates the store. Throws kStorage when the
 // database cannot be reached, kInvalid when the backend is unknown.

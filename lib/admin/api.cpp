@@ -9,8 +9,11 @@
 #include <set>
 #include <vector>
 
+#include "lib/crypto/hash.h"
+#include "lib/crypto/password.h"
 #include "lib/domain/error.h"
 #include "lib/domain/json.h"
+#include "lib/domain/time.h"
 #include "lib/ops/ops.h"
 
 namespace llmproxy::admin {
@@ -47,7 +50,8 @@ std::string url_decode(std::string_view s) {
   for (std::size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '+') {
       out += ' ';
-    } else if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+    } else if (s[i] == '%' && i + 2 < s.size() &&
+               std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
                std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
       out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
       i += 2;
@@ -154,9 +158,9 @@ ops::LimitsSpec limits_of(const Json& j) {
 }
 
 ops::ConnectionSpec connection_spec(const ApiRequest& req) {
-  Json j = body_object(req, {"name", "provider", "endpoint", "api_key", "api_version", "region",
-                             "access_key_id", "secret_access_key", "session_token", "headers",
-                             "timeout", "template"});
+  Json j = body_object(
+      req, {"name", "provider", "endpoint", "api_key", "api_version", "region", "access_key_id",
+            "secret_access_key", "session_token", "headers", "timeout", "template"});
   ops::ConnectionSpec s;
   s.name = text(j, "name");
   s.provider = text(j, "provider");
@@ -179,7 +183,8 @@ ops::ConnectionSpec connection_spec(const ApiRequest& req) {
       }
     } else if (h.is_array()) {
       for (const Json& line : h) {
-        if (!line.is_string()) fail(400, "invalid_request", "headers must be 'Name: value' strings");
+        if (!line.is_string())
+          fail(400, "invalid_request", "headers must be 'Name: value' strings");
         headers.push_back(line.get<std::string>());
       }
     } else {
@@ -188,8 +193,8 @@ ops::ConnectionSpec connection_spec(const ApiRequest& req) {
     s.headers = std::move(headers);
   }
   if (j.contains("template") && !j["template"].is_null())
-    s.template_json = j["template"].is_string() ? j["template"].get<std::string>()
-                                                : j["template"].dump();
+    s.template_json =
+        j["template"].is_string() ? j["template"].get<std::string>() : j["template"].dump();
   return s;
 }
 
@@ -294,7 +299,8 @@ ApiResponse vkeys(storage::Store& store, const ApiRequest& req,
       std::optional<ops::VkeyView> v;
       if (s.name || s.expires) v = ops::update_vkey(store, seg[1], s);
       if (j.contains("enabled")) {
-        if (!j["enabled"].is_boolean()) fail(400, "invalid_request", "'enabled' must be true or false");
+        if (!j["enabled"].is_boolean())
+          fail(400, "invalid_request", "'enabled' must be true or false");
         v = ops::set_vkey_enabled(store, seg[1], j["enabled"].get<bool>());
       }
       return ok(ops::vkey_json(v ? *v : ops::get_vkey(store, seg[1])));
@@ -321,8 +327,8 @@ ApiResponse assignments(storage::Store& store, const ApiRequest& req,
   if (seg.size() == 1) {
     if (m == "GET") return ok(array_of(ops::list_assignments(store, param(query, "vkey_id"))));
     if (m == "POST") {
-      Json j = body_object(req, {"vkey_id", "conn_id", "model_id", "tps", "rpm", "token_limit",
-                                 "token_window"});
+      Json j = body_object(
+          req, {"vkey_id", "conn_id", "model_id", "tps", "rpm", "token_limit", "token_window"});
       std::optional<std::string> vkey = ref(j, "vkey_id");
       if (!vkey) fail(400, "invalid_request", "'vkey_id' is required");
       ops::Target t{ref(j, "conn_id"), ref(j, "model_id")};
@@ -376,12 +382,64 @@ ApiResponse slow(storage::Store& store, const ApiRequest& req,
   spec.limit = 10'000;
   std::vector<UsageRecord> recent = store.list_usage(ops::usage_query(store, spec));
   std::size_t n = std::min(limit, recent.size());
-  std::partial_sort(recent.begin(), recent.begin() + static_cast<long>(n), recent.end(),
-                    [](const UsageRecord& a, const UsageRecord& b) {
-                      return a.latency_ms > b.latency_ms;
-                    });
+  std::partial_sort(
+      recent.begin(), recent.begin() + static_cast<long>(n), recent.end(),
+      [](const UsageRecord& a, const UsageRecord& b) { return a.latency_ms > b.latency_ms; });
   recent.resize(n);
   return ok(array_of(recent));
+}
+
+ApiResponse users(storage::Store& store, const ApiRequest& req,
+                  const std::vector<std::string>& seg) {
+  const std::string& m = req.method;
+  if (seg.size() == 1) {
+    if (m == "GET") {
+      Json out = Json::array();
+      for (const AdminUser& u : ops::list_admin_users(store))
+        out.push_back(ops::admin_user_json(u));
+      return ok(out);
+    }
+    if (m == "POST") {
+      Json j = body_object(req, {"username", "password", "role"});
+      std::optional<std::string> username = text(j, "username");
+      std::optional<std::string> password = text(j, "password");
+      if (!username || !password)
+        fail(400, "invalid_request", "'username' and 'password' are required");
+      std::optional<std::string> role = text(j, "role");
+      return ok(ops::admin_user_json(ops::add_admin_user(
+                    store, *username, role ? ops::parse_role(*role) : Role::kAdmin, *password)),
+                201);
+    }
+  } else if (seg.size() == 2) {
+    if (m == "GET") {
+      for (const AdminUser& u : ops::list_admin_users(store)) {
+        if (u.username == seg[1]) return ok(ops::admin_user_json(u));
+      }
+      fail(404, "not_found", "admin user '" + seg[1] + "' not found");
+    }
+    if (m == "PATCH" || m == "PUT") {
+      Json j = body_object(req, {"password", "role"});
+      std::optional<std::string> password = text(j, "password");
+      std::optional<std::string> role = text(j, "role");
+      if (!password && !role)
+        fail(400, "invalid_request", "nothing to change: give 'password' or 'role'");
+      // Both checked before either is written: bad input changes nothing.
+      if (password) ops::check_admin_password(*password);
+      std::optional<Role> new_role;
+      if (role) new_role = ops::parse_role(*role);
+      std::optional<AdminUser> u;
+      store.transaction([&] {
+        if (password) u = ops::set_admin_password(store, seg[1], *password);
+        if (new_role) u = ops::set_admin_role(store, seg[1], *new_role);
+      });
+      return ok(ops::admin_user_json(*u));
+    }
+    if (m == "DELETE") {
+      ops::remove_admin_user(store, seg[1]);
+      return ok(kNoContent, 204);
+    }
+  }
+  fail(405, "invalid_request", m + " is not allowed here");
 }
 
 ApiResponse route(storage::Store& store, const ApiRequest& req, Role role) {
@@ -397,6 +455,7 @@ ApiResponse route(storage::Store& store, const ApiRequest& req, Role role) {
   if (what == "assignments") return assignments(store, req, seg, query);
   if (what == "usage" && seg.size() == 1) return usage(store, req, query);
   if (what == "slow" && seg.size() == 1) return slow(store, req, query);
+  if (what == "users") return users(store, req, seg);
   fail(404, "not_found", "unknown admin API path '" + req.path + "'");
 }
 
@@ -407,22 +466,136 @@ std::string error_body(std::string_view type, std::string_view message) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-ApiResponse handle(storage::Store& store, const ApiRequest& req, Role role) {
+namespace {
+
+// The operations' error kinds map to statuses as they map to the CLI's exit
+// codes.
+template <typename Fn>
+ApiResponse guarded(Fn&& fn) {
   try {
-    return route(store, req, role);
+    return fn();
   } catch (const HttpError& e) {
     return {e.status, error_body(e.type, e.message)};
   } catch (const Error& e) {
-    // The operations' error kinds, as the CLI's exit codes are.
     switch (e.kind()) {
-      case ErrorKind::kInvalid: return {400, error_body("invalid_request", e.what())};
-      case ErrorKind::kNotFound: return {404, error_body("not_found", e.what())};
-      case ErrorKind::kConflict: return {409, error_body("conflict", e.what())};
-      default: return {503, error_body("storage_error", e.what())};
+      case ErrorKind::kInvalid:
+        return {400, error_body("invalid_request", e.what())};
+      case ErrorKind::kNotFound:
+        return {404, error_body("not_found", e.what())};
+      case ErrorKind::kConflict:
+        return {409, error_body("conflict", e.what())};
+      default:
+        return {503, error_body("storage_error", e.what())};
     }
   } catch (const std::exception& e) {
     return {500, error_body("internal_error", e.what())};
   }
+}
+
+ApiResponse unauthorized(std::string_view message) {
+  return {401, error_body("unauthorized", message), {{"WWW-Authenticate", "Bearer"}}};
+}
+
+}  // namespace
+
+ApiResponse handle(storage::Store& store, const ApiRequest& req, Role role) {
+  return guarded([&] { return route(store, req, role); });
+}
+
+Api::Api(storage::Store& store, ApiOptions options)
+    : store_(store),
+      options_(std::move(options)),
+      signer_(options_.token_key),
+      throttle_(options_.throttle) {}
+
+ApiResponse Api::handle(const ApiRequest& req) {
+  return guarded([&]() -> ApiResponse {
+    if (req.path == "/login") return login(req);
+    ApiResponse refusal;
+    std::optional<AdminUser> who = authenticate(req, refusal);
+    if (!who) return refusal;
+    if (req.path == "/me") {
+      if (req.method != "GET") fail(405, "method_not_allowed", "use GET /admin/api/me");
+      Json me = {{"username", who->username.empty() ? Json() : Json(who->username)},
+                 {"role", to_string(who->role)}};
+      return ok(me);
+    }
+    return route(store_, req, who->role);
+  });
+}
+
+ApiResponse Api::login(const ApiRequest& req) {
+  if (req.method != "POST") fail(405, "method_not_allowed", "use POST /admin/api/login");
+  Json body = body_object(req, {"username", "password"});
+  std::optional<std::string> username = text(body, "username");
+  std::optional<std::string> password = text(body, "password");
+  if (!username || !password) {
+    fail(400, "invalid_request", "'username' and 'password' are required");
+  }
+  TimeMs now = now_ms();
+  if (TimeMs wait = throttle_.wait_ms(req.client, *username, now); wait > 0) {
+    std::int64_t seconds = (wait + 999) / 1000;
+    return {429,
+            error_body("rate_limited", "too many failed sign-in attempts; try again in " +
+                                           std::to_string(seconds) + " s"),
+            {{"Retry-After", std::to_string(seconds)}}};
+  }
+  std::optional<AdminUser> user = store_.find_admin_user(*username);
+  bool good;
+  if (user) {
+    good = crypto::verify_password(*password, user->password_hash);
+  } else {
+    // As slow as a real check, so timing does not tell which users exist.
+    if (dummy_hash_.empty()) dummy_hash_ = crypto::hash_password(crypto::random_bytes(16));
+    crypto::verify_password(*password, dummy_hash_);
+    good = false;
+  }
+  if (!good) {
+    throttle_.record_failure(req.client, *username, now);
+    return unauthorized("invalid username or password");
+  }
+  TimeMs issued = now_ms();  // after the slow check: never before the user's last change
+  Json out = {{"token", signer_.issue(user->username, issued, options_.token_ttl)},
+              {"token_type", "Bearer"},
+              {"expires_at", format_time(issued / 1000 * 1000 + options_.token_ttl.count() * 1000)},
+              {"expires_in", options_.token_ttl.count()},
+              {"username", user->username},
+              {"role", to_string(user->role)}};
+  return ok(out);
+}
+
+std::optional<AdminUser> Api::authenticate(const ApiRequest& req, ApiResponse& refusal) {
+  if (req.bearer.empty()) {
+    refusal = unauthorized(
+        options_.master_key.empty()
+            ? "sign in first: POST /admin/api/login with an admin user's name and password "
+              "(create one with `llm-proxy admin add` or `serve --init-admin`), then send "
+              "Authorization: Bearer <token>"
+            : "a valid admin token is required (Authorization: Bearer <master key or token "
+              "from POST /admin/api/login>)");
+    return std::nullopt;
+  }
+  if (!options_.master_key.empty() &&
+      crypto::constant_time_equal(req.bearer, options_.master_key)) {
+    AdminUser master;  // no username: the master key holder
+    master.role = Role::kAdmin;
+    return master;
+  }
+  if (TokenSigner::looks_like_token(req.bearer)) {
+    std::optional<TokenClaims> claims = signer_.verify(req.bearer, now_ms());
+    std::optional<AdminUser> user;
+    if (claims) user = store_.find_admin_user(claims->username);
+    // A token from before the user's last change (password, role) is void.
+    if (user && user->updated_at <= claims->issued_at) return user;
+    refusal = unauthorized("the token is invalid or has expired; sign in again");
+    return std::nullopt;
+  }
+  refusal = unauthorized(options_.master_key.empty()
+                             ? "invalid admin credentials: this server has no master key; sign in "
+                               "with POST /admin/api/login as an admin user (create one with "
+                               "`llm-proxy admin add` or `serve --init-admin`)"
+                             : "invalid admin credentials");
+  return std::nullopt;
 }
 
 }  // namespace llmproxy::admin

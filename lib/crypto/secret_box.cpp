@@ -128,4 +128,9 @@ std::string SecretBox::open(std::string_view sealed) const {
   return plain;
 }
 
+std::string SecretBox::derive(std::string_view label) const {
+  return hmac_sha256(std::string_view(reinterpret_cast<const char*>(key_.data()), key_.size()),
+                     label);
+}
+
 }  // namespace llmproxy::crypto

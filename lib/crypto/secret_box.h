@@ -25,6 +25,10 @@ class SecretBox {
   // or has been tampered with.
   std::string open(std::string_view sealed) const;
 
+  // A 32-byte key for another purpose, HMAC-SHA256(key, label): stable for
+  // the same key and label, unrelated across labels.
+  std::string derive(std::string_view label) const;
+
  private:
   Key key_;
 };

@@ -118,6 +118,9 @@ nlohmann::ordered_json to_json(const storage::UsageGroup& g) {
       {"total_tokens", g.prompt_tokens + g.completion_tokens},
       {"cost", g.cost},
       {"avg_latency_ms", g.avg_latency_ms},
+      {"p50_latency_ms", g.p50_latency_ms},
+      {"p95_latency_ms", g.p95_latency_ms},
+      {"p99_latency_ms", g.p99_latency_ms},
   };
 }
 

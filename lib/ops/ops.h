@@ -115,6 +115,33 @@ Assignment update_assignment(Store& store, std::string_view id, const LimitsSpec
 void remove_assignment(Store& store, std::string_view id);
 std::vector<Assignment> list_assignments(Store& store, const std::optional<std::string>& vkey_ref);
 
+// ---- admin users -------------------------------------------------------------------
+// People who sign in to the admin API / dashboard. Only a PBKDF2 hash of the
+// password is stored (lib/crypto/password.h); nothing here returns it: every
+// AdminUser an operation returns has an empty password_hash.
+
+// Usernames: 1 to 64 characters of A-Z a-z 0-9 . _ @ -, compared exactly.
+void check_admin_username(std::string_view username);
+// Passwords: at least kMinAdminPasswordLength characters (UTF-8 code points),
+// at most 1024 bytes.
+inline constexpr std::size_t kMinAdminPasswordLength = 12;
+void check_admin_password(std::string_view password);
+// "admin" or "viewer"; kInvalid otherwise.
+AdminRole parse_role(std::string_view text);
+
+// kInvalid for a bad username or password, kConflict when the name is taken.
+AdminUser add_admin_user(Store& store, std::string_view username, AdminRole role,
+                         std::string_view password);
+std::vector<AdminUser> list_admin_users(Store& store);  // by username
+// Each throws kNotFound when no user has that name.
+void remove_admin_user(Store& store, std::string_view username);
+AdminUser set_admin_password(Store& store, std::string_view username, std::string_view password);
+AdminUser set_admin_role(Store& store, std::string_view username, AdminRole role);
+
+// The CLI's --json and the admin API's shape of a user: id, username, role,
+// created_at, updated_at (never the hash).
+nlohmann::ordered_json admin_user_json(const AdminUser& u);
+
 // ---- usage -----------------------------------------------------------------------
 
 struct UsageSpec {

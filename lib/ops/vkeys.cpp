@@ -4,8 +4,8 @@
 
 #include "lib/crypto/hash.h"
 #include "lib/domain/error.h"
-#include "lib/domain/time.h"
 #include "lib/domain/json.h"
+#include "lib/domain/time.h"
 #include "lib/ops/ops.h"
 #include "lib/ops/resolve.h"
 #include "lib/ops/validate.h"
@@ -54,21 +54,34 @@ void apply_limits(Limits& l, const LimitsSpec& s) {
   }
 }
 
-Assignment make_assignment(Store& store, Id vkey_id, const Target& target,
-                           const LimitsSpec& limits) {
+// An assignment of the target with the limits, for a key yet to be named:
+// resolved and validated, nothing written.
+Assignment plan_assignment(Store& store, const Target& target, const LimitsSpec& limits) {
   if (target.conn.has_value() == target.model.has_value())
     throw invalid("an assignment needs exactly one of --conn-id and --model-id");
   Assignment a;
-  a.vkey_id = vkey_id;
   if (target.conn) a.conn_id = resolve_connection(store, *target.conn).id;
   if (target.model) a.model_id = resolve_model(store, *target.model).id;
   apply_limits(a.limits, limits);
-  for (const Assignment& other : store.list_assignments(vkey_id)) {
+  return a;
+}
+
+void check_not_assigned(const std::vector<Assignment>& existing, const Assignment& a) {
+  for (const Assignment& other : existing) {
     if (other.conn_id == a.conn_id && other.model_id == a.model_id)
-      throw conflict("the key already has assignment " + std::to_string(other.id) +
-                     " for that " + (a.conn_id ? "connection" : "model") +
-                     "; change its limits with `assignment update`");
+      throw conflict(other.id ? "the key already has assignment " + std::to_string(other.id) +
+                                    " for that " + (a.conn_id ? "connection" : "model") +
+                                    "; change its limits with `assignment update`"
+                              : std::string("the same ") + (a.conn_id ? "connection" : "model") +
+                                    " is given twice");
   }
+}
+
+Assignment make_assignment(Store& store, Id vkey_id, const Target& target,
+                           const LimitsSpec& limits) {
+  Assignment a = plan_assignment(store, target, limits);
+  a.vkey_id = vkey_id;
+  check_not_assigned(store.list_assignments(vkey_id), a);
   return a;
 }
 
@@ -80,7 +93,9 @@ VkeyView view(Store& store, VirtualKey k, std::string key = {}) {
 
 }  // namespace
 
-std::string generate_key() { return "sk-" + crypto::base64url(crypto::random_bytes(32)); }
+std::string generate_key() {
+  return "sk-" + crypto::base64url(crypto::random_bytes(32));
+}
 
 std::string key_hint(std::string_view key) {
   // Reveal at most a quarter of the key, never more than 7 + 4 characters.
@@ -107,11 +122,22 @@ VkeyView create_vkey(Store& store, const VkeySpec& spec) {
   }
   VkeyView out;
   store.transaction([&] {
-    if (store.find_vkey(k.name)) throw conflict("a virtual key named '" + k.name + "' already exists");
+    if (store.find_vkey(k.name))
+      throw conflict("a virtual key named '" + k.name + "' already exists");
     if (store.find_vkey_by_hash(k.key_hash)) throw conflict("that key is already in use");
-    k.id = store.insert_vkey(k);
+    // Everything is resolved and checked before the first write, so bad input
+    // writes nothing even on a store that can only undo a failed command
+    // after the fact (MongoDB without transactions).
+    std::vector<Assignment> planned;
     for (const Target& t : spec.targets) {
-      store.insert_assignment(make_assignment(store, k.id, t, spec.limits));
+      Assignment a = plan_assignment(store, t, spec.limits);
+      check_not_assigned(planned, a);
+      planned.push_back(a);
+    }
+    k.id = store.insert_vkey(k);
+    for (Assignment& a : planned) {
+      a.vkey_id = k.id;
+      store.insert_assignment(a);
     }
     out = view(store, *store.get_vkey(k.id), key);
   });

@@ -1,7 +1,39 @@
-// The default error mapping shared by every adapter.
+// The default error mapping shared by every adapter, and the reply-header
+// views for callers without an upstream parser.
+#include <algorithm>
+#include <cctype>
+
 #include "lib/providers/provider.h"
 
 namespace llmproxy::providers {
+
+namespace {
+
+class NoHeaders final : public ReplyHeaders {
+ public:
+  std::string_view get(std::string_view) const override { return {}; }
+};
+
+bool iequals(std::string_view a, std::string_view b) {
+  return std::ranges::equal(a, b, [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) ==
+           std::tolower(static_cast<unsigned char>(y));
+  });
+}
+
+}  // namespace
+
+const ReplyHeaders& no_headers() {
+  static const NoHeaders none;
+  return none;
+}
+
+std::string_view HeaderList::get(std::string_view name) const {
+  for (const auto& [n, value] : headers_) {
+    if (iequals(n, name)) return value;
+  }
+  return {};
+}
 
 std::string openai_error_body(std::string_view message, std::string_view type,
                               std::optional<std::string_view> code,
@@ -14,7 +46,8 @@ std::string openai_error_body(std::string_view message, std::string_view type,
          ",\"code\":" + str_or_null(code) + "}}";
 }
 
-Reply Adapter::map_error(const Connection& connection, int status, std::string body) const {
+Reply Adapter::map_error(const Connection& connection, int status, std::string body,
+                         const ReplyHeaders&) const {
   static constexpr std::string_view kKeys[] = {"error"};
   json_scan::Span span[1];
   std::string err;

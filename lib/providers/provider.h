@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -53,6 +54,35 @@ struct Usage {
   std::int64_t prompt_tokens = 0;
   std::int64_t completion_tokens = 0;
   bool reported = false;
+};
+
+// The headers of the upstream's reply, looked up by name (case-insensitively)
+// where the server already holds them: nothing is copied for adapters that
+// never ask. Some providers put facts only there (Bedrock's
+// X-Amzn-Bedrock-Input-Token-Count, the x-amzn-ErrorType of an error).
+class ReplyHeaders {
+ public:
+  // The value of the first header called `name`, or empty. Valid while the
+  // reply is being translated.
+  virtual std::string_view get(std::string_view name) const = 0;
+
+ protected:
+  ~ReplyHeaders() = default;
+};
+
+// A reply without headers (answered in-process, or in tests).
+const ReplyHeaders& no_headers();
+
+// Headers held in a list (tests, and callers that have no parser to view).
+class HeaderList final : public ReplyHeaders {
+ public:
+  HeaderList() = default;
+  HeaderList(std::initializer_list<std::pair<std::string, std::string>> headers)
+      : headers_(headers) {}
+  std::string_view get(std::string_view name) const override;
+
+ private:
+  std::vector<std::pair<std::string, std::string>> headers_;
 };
 
 // A reply ready for the client.
@@ -111,14 +141,15 @@ class Adapter {
   virtual UpstreamRequest build_request(const InboundRequest& in,
                                         const routing::Route& route) const = 0;
   // A complete (non-streamed) upstream reply → the client's reply.
-  virtual Reply translate_reply(const InboundRequest& in, int status,
-                                std::string body) const = 0;
+  virtual Reply translate_reply(const InboundRequest& in, int status, std::string body,
+                                const ReplyHeaders& headers) const = 0;
   virtual std::unique_ptr<StreamTranslator> stream_translator(const InboundRequest& in) const = 0;
   // A non-2xx upstream reply → OpenAI's error shape with a faithful status.
   // (401/403, the provider refusing the connection's own key, never get
   // here: the server answers those itself.) The default passes OpenAI-shaped
   // errors through and wraps anything else.
-  virtual Reply map_error(const Connection& connection, int status, std::string body) const;
+  virtual Reply map_error(const Connection& connection, int status, std::string body,
+                          const ReplyHeaders& headers) const;
 };
 
 // {"error":{"message","type","param","code"}}.

@@ -12,6 +12,7 @@
 #include "lib/config/snapshot.h"
 #include "lib/limits/limiter.h"
 #include "lib/observe/metrics.h"
+#include "lib/admin/api.h"
 #include "lib/usage/usage_sink.h"
 
 namespace llmproxy::server {
@@ -31,13 +32,18 @@ struct ServerOptions {
   std::string log_format = "json";  // json | text
   std::string log_level = "info";   // debug | info | warn | error
   bool log_bodies = false;          // prompts and replies in the access log
+  // Usage records held in memory while storage cannot take them (beyond it
+  // the oldest are dropped and counted).
+  std::size_t usage_buffer = 1'000'000;
+  // How long a token from POST /admin/api/login stays valid.
+  std::chrono::seconds admin_token_ttl{8 * 3600};
 };
 
 // Where the admin API runs: its own thread and store handle, because admin
 // operations do storage I/O, which never happens on a worker thread.
 struct AdminPort {
   boost::asio::any_io_executor executor;
-  storage::Store* store = nullptr;
+  admin::Api* api = nullptr;  // only ever called on `executor`
 };
 
 struct Context {
@@ -56,7 +62,13 @@ struct Context {
   std::atomic<bool> draining{false};
   std::atomic<int> in_flight{0};
   std::atomic<int> open_streams{0};
+  // The config watcher's last read of the storage succeeded.
   std::atomic<bool> storage_ok{true};
+
+  // Storage answers the config watcher and takes usage records. When not,
+  // serve goes on from the last config snapshot, keeping usage in memory
+  // (bounded) until it can be written: degraded, not down.
+  bool storage_healthy() const { return storage_ok.load() && usage.healthy(); }
 };
 
 }  // namespace llmproxy::server

@@ -224,7 +224,9 @@ int serve(const storage::Location& where, const ServerOptions& options) {
   // Observers first: the sink shows them outcomes until it is destroyed.
   observe::Metrics metrics;
   AccessLogFile access_log(options);
-  usage::UsageSink sink(*usage_store, {});
+  usage::UsageSink::Options usage_options;
+  usage_options.max_queued = options.usage_buffer;
+  usage::UsageSink sink(*usage_store, usage_options);
   sink.add_observer(metrics);
   if (access_log.log) sink.add_observer(*access_log.log);
   Context ctx(snapshot, sink, metrics, options);
@@ -232,8 +234,14 @@ int serve(const storage::Location& where, const ServerOptions& options) {
   // The admin API's thread and store (declared after the store: the pool
   // joins its thread before the store goes).
   auto admin_store = storage::open_store(where);
+  // Login tokens are signed with a key derived from the storage secret, so
+  // they survive restarts and work on every instance sharing the database.
+  admin::Api admin_api(*admin_store,
+                       {.master_key = options.master_key,
+                        .token_key = storage::secret_box_for(where).derive("llm-proxy admin token v1"),
+                        .token_ttl = options.admin_token_ttl});
   net::thread_pool admin_pool(1);
-  ctx.admin = AdminPort{admin_pool.get_executor(), admin_store.get()};
+  ctx.admin = AdminPort{admin_pool.get_executor(), &admin_api};
   seed_token_windows(*config_store, *snapshot, ctx.limiter);
 
   int threads = options.threads > 0 ? options.threads

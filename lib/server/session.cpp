@@ -32,6 +32,7 @@
 #include "lib/providers/anthropic/inbound.h"
 #include "lib/providers/provider.h"
 #include "lib/routing/route.h"
+#include "lib/server/dashboard_route.h"
 #include "lib/server/respond.h"
 #include "lib/util/json_scan.h"
 #include "lib/util/send.h"
@@ -359,7 +360,7 @@ net::awaitable<void> answer_locally(Call& call, const providers::Adapter& adapte
 
 // An upstream's non-2xx reply, in OpenAI's error shape with a faithful status.
 Response upstream_error(Call& call, const providers::Adapter& adapter, int status,
-                        std::string body) {
+                        std::string body, const providers::ReplyHeaders& headers) {
   const Connection& conn = *call.route.connection;
   if (status == 401 || status == 403) {
     // The provider refused the connection's own credentials: never let the
@@ -369,7 +370,7 @@ Response upstream_error(Call& call, const providers::Adapter& adapter, int statu
                          "' (HTTP " + std::to_string(status) + ")",
                      "upstream_auth_error", "upstream_auth_error");
   }
-  providers::Reply r = adapter.map_error(conn, status, std::move(body));
+  providers::Reply r = adapter.map_error(conn, status, std::move(body), headers);
   Response res = json_response(static_cast<http::status>(r.status),
                                client_body(call, r.status, std::move(r.body)), call.keep_alive);
   for (const auto& [name, value] : r.headers) res.set(name, value);
@@ -519,7 +520,7 @@ net::awaitable<void> forward(Call& call, const providers::Adapter& adapter,
   if (status >= 400) {
     call.outcome.error = status == 401 || status == 403 ? "upstream_auth_error"
                                                         : "upstream_http_" + std::to_string(status);
-    Response res = upstream_error(call, adapter, status, std::move(body));
+    Response res = upstream_error(call, adapter, status, std::move(body), ex);
     // The provider's own back-off hints reach the client unless the adapter
     // set its own.
     for (http::field f : {http::field::retry_after}) {
@@ -532,7 +533,7 @@ net::awaitable<void> forward(Call& call, const providers::Adapter& adapter,
     co_await reply(call, std::move(res));
     co_return;
   }
-  providers::Reply r = adapter.translate_reply(in, status, std::move(body));
+  providers::Reply r = adapter.translate_reply(in, status, std::move(body), ex);
   if (call.to_anthropic && r.content_type.starts_with("text/event-stream")) {
     // A stream built in one piece (template connections): translate it whole.
     auto to_events = providers::anthropic::events_from_chunks(nullptr);
@@ -731,7 +732,7 @@ Response list_models(Call& call) {
 }
 
 Response health(Context& ctx, bool keep_alive) {
-  bool storage = ctx.storage_ok.load();
+  bool storage = ctx.storage_healthy();
   auto snap = ctx.snapshot.get();
   std::string body = std::string("{\"status\":\"") + (storage ? "ok" : "degraded") +
                      "\",\"storage\":\"" + (storage ? "reachable" : "unreachable") +
@@ -747,7 +748,7 @@ Response metrics(Context& ctx, bool keep_alive) {
   g.open_streams = ctx.open_streams.load();
   g.usage_queue = ctx.usage.queued();
   g.usage_dropped = ctx.usage.dropped();
-  g.storage_up = ctx.storage_ok.load();
+  g.storage_up = ctx.storage_healthy();
   g.config_version = ctx.snapshot.get()->version();
   Response res{http::status::ok, 11};
   res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
@@ -757,10 +758,14 @@ Response metrics(Context& ctx, bool keep_alive) {
   return res;
 }
 
-// Readiness: storage reachable and a config loaded (503 otherwise), plus what
-// each connection's upstream last answered, for a human or a load balancer.
+// Readiness, for a human or a load balancer: a config is loaded (always, once
+// serve runs), so requests are served: 200, "ready", or "degraded" while
+// storage is unreachable (serving from the last config snapshot, usage kept
+// in memory until it can be written; an outage of the shared database must
+// not take every instance out of rotation). Plus what each connection's
+// upstream last answered.
 Response readiness(Context& ctx, bool keep_alive) {
-  bool storage = ctx.storage_ok.load();
+  bool storage = ctx.storage_healthy();
   auto snap = ctx.snapshot.get();
   auto states = ctx.metrics.upstream_states();
   nlohmann::ordered_json conns = nlohmann::ordered_json::object();
@@ -780,55 +785,42 @@ Response readiness(Context& ctx, bool keep_alive) {
     conns[c.name] = std::move(j);
   }
   nlohmann::ordered_json body;
-  body["status"] = storage ? "ready" : "not_ready";
+  body["status"] = storage ? "ready" : "degraded";
   body["storage"] = storage ? "reachable" : "unreachable";
   body["backend"] = ctx.storage_backend;
   body["config_version"] = snap->version();
+  body["usage_queue"] = ctx.usage.queued();
   body["connections"] = std::move(conns);
-  return json_response(storage ? http::status::ok : http::status::service_unavailable,
-                       body.dump(), keep_alive);
+  return json_response(http::status::ok, body.dump(), keep_alive);
 }
 
-net::awaitable<admin::ApiResponse> run_admin(storage::Store& store, admin::ApiRequest req,
-                                             admin::Role role) {
-  co_return admin::handle(store, req, role);
+net::awaitable<admin::ApiResponse> run_admin(admin::Api& api, admin::ApiRequest req) {
+  co_return api.handle(req);
 }
 
-bool same_secret(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
-}
-
-// /admin/api/…: authenticated here, executed on the admin thread (storage
-// I/O), answered here.
+// /admin/api/…: executed on the admin thread (authentication included: it
+// looks users up and checks passwords), answered here.
 net::awaitable<void> admin_api(Client& c, const Request& req, std::string_view path,
                                bool keep_alive) {
   std::string_view target(req.target().data(), req.target().size());
   std::string_view auth = header(req, "authorization");
-  std::string_view token = auth.starts_with("Bearer ") ? auth.substr(7) : std::string_view();
-  const std::string& master = c.ctx.options.master_key;
-  admin::ApiResponse res;
-  if (master.empty()) {
-    res = {401, admin::error_body("unauthorized",
-                                  "the admin API needs a master key: start serve with "
-                                  "--master-key or MASTER_KEY")};
-  } else if (token.empty() || !same_secret(token, master)) {
-    res = {401, admin::error_body("unauthorized", "a valid admin token is required "
-                                                  "(Authorization: Bearer <master key>)")};
-  } else {
-    admin::ApiRequest areq;
-    areq.method = std::string(req.method_string());
-    areq.path = std::string(path.substr(std::string_view("/admin/api").size()));
-    std::size_t q = target.find('?');
-    if (q != std::string_view::npos) areq.query = std::string(target.substr(q + 1));
-    areq.body = req.body();
-    AdminPort& port = c.ctx.admin;
-    res = co_await net::co_spawn(port.executor, run_admin(*port.store, std::move(areq),
-                                                          admin::Role::kAdmin),
-                                 use_awaitable);
-  }
+  admin::ApiRequest areq;
+  areq.method = std::string(req.method_string());
+  areq.path = std::string(path.substr(std::string_view("/admin/api").size()));
+  std::size_t q = target.find('?');
+  if (q != std::string_view::npos) areq.query = std::string(target.substr(q + 1));
+  areq.body = req.body();
+  if (auth.starts_with("Bearer ")) areq.bearer = std::string(auth.substr(7));
+  boost::system::error_code ec;
+  tcp::endpoint peer = c.socket.remote_endpoint(ec);
+  if (!ec) areq.client = peer.address().to_string();
+  AdminPort& port = c.ctx.admin;
+  admin::ApiResponse res =
+      co_await net::co_spawn(port.executor, run_admin(*port.api, std::move(areq)), use_awaitable);
   Response out{static_cast<http::status>(res.status), 11};
   if (!res.body.empty()) out.set(http::field::content_type, "application/json");
   out.set(http::field::cache_control, "no-store");
+  for (const auto& [name, value] : res.headers) out.set(name, value);
   out.body() = std::move(res.body);
   out.keep_alive(keep_alive);
   out.prepare_payload();
@@ -857,6 +849,8 @@ net::awaitable<bool> dispatch(Client& c, const Request& req) {
     co_await write(c, res);
   } else if (path == "/admin/api" || path.starts_with("/admin/api/")) {
     co_await admin_api(c, req, path, keep_alive);
+  } else if (auto page = dashboard_response(req, keep_alive)) {  // /admin, /admin/…
+    co_await write(c, *page);
   } else if (path == "/metrics" && only(http::verb::get)) {
     Response res = metrics(c.ctx, keep_alive);
     co_await write(c, res);

@@ -80,7 +80,10 @@ enum class Failure { kNone, kConnect, kTimeout, kBroken, kCancelled };
 //   co_await ex.start(req, timeout);      // connect/reuse, send, read header
 //   while (!ex.done()) co_await ex.read_some(out);
 //   ex.finish();                          // back to the pool if reusable
-class Exchange {
+// The Exchange is also the view adapters read the reply's headers through
+// (providers::ReplyHeaders): lookups go to the parsed header, nothing is
+// copied, and it stays valid after finish() for as long as the Exchange.
+class Exchange final : public providers::ReplyHeaders {
  public:
   explicit Exchange(Pool& pool) : pool_(pool) {}
   ~Exchange();
@@ -100,6 +103,9 @@ class Exchange {
   int status() const { return static_cast<int>(parser_->get().result_int()); }
   std::string_view header(http::field f) const;
   std::string_view header(std::string_view name) const;
+  std::string_view get(std::string_view name) const override {
+    return parser_ ? header(name) : std::string_view();
+  }
   const std::string& error() const { return error_; }
 
  private:

@@ -22,7 +22,9 @@ void UsageSink::submit(Outcome outcome) {
   bool full_batch;
   {
     std::lock_guard lock(mu_);
-    if (queue_.size() >= options_.max_queued) {
+    // One bound for everything held in memory, queued or waiting for storage
+    // (the writer trims the latter to it too).
+    if (!queue_.empty() && queue_.size() + unstored_count_.load() >= options_.max_queued) {
       queue_.pop_front();
       ++dropped_;
     }
@@ -83,23 +85,33 @@ bool UsageSink::store_unstored() {
 }
 
 void UsageSink::run() {
+  using Clock = std::chrono::steady_clock;
+  // After a failed write, storage is tried again only after a growing pause
+  // (up to 5 s), however busy the proxy is; outcomes are still shown to the
+  // observers every flush interval meanwhile, so metrics and the access log
+  // do not lag behind an outage.
   auto backoff = options_.flush_interval;
+  Clock::time_point retry_at{};
   std::unique_lock lock(mu_);
   for (;;) {
-    cv_.wait_for(lock, backoff, [&] { return stopping_ || queue_.size() >= options_.batch_size; });
+    cv_.wait_for(lock, options_.flush_interval,
+                 [&] { return stopping_ || queue_.size() >= options_.batch_size; });
     if (queue_.empty() && unstored_.empty()) {
       if (stopping_) return;
       continue;
     }
-    take_queued(lock, options_.batch_size * 4);
+    if (!queue_.empty()) take_queued(lock, options_.batch_size * 4);
+    if (unstored_.empty() || (!stopping_ && Clock::now() < retry_at)) continue;
     lock.unlock();
     bool ok = store_unstored();
     lock.lock();
     if (!ok) {
       if (stopping_) return;  // stop() decides how long to keep trying
       backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(5));
+      retry_at = Clock::now() + backoff;
     } else {
       backoff = options_.flush_interval;
+      retry_at = {};
     }
   }
 }

@@ -27,7 +27,9 @@ class UsageSink {
   struct Options {
     std::size_t batch_size = 500;
     std::chrono::milliseconds flush_interval{200};
-    std::size_t max_queued = 1'000'000;  // beyond this the oldest records are dropped
+    // Records held in memory, queued or waiting for storage (an outage):
+    // beyond this the oldest are dropped, and counted (dropped()).
+    std::size_t max_queued = 1'000'000;
   };
 
   UsageSink(storage::Store& store, Options options);
@@ -45,6 +47,7 @@ class UsageSink {
   std::size_t queued() const;
   std::uint64_t written() const { return written_.load(); }
   std::uint64_t dropped() const { return dropped_.load(); }
+  // False from a failed write until the next one succeeds.
   bool healthy() const { return healthy_.load(); }
 
  private:

@@ -2,6 +2,7 @@
 
 #include <mongoc/mongoc.h>
 
+#include <algorithm>
 #include <array>
 #include <functional>
 #include <map>
@@ -12,6 +13,7 @@
 
 #include "lib/domain/error.h"
 #include "lib/domain/time.h"
+#include "storage/percentile.h"
 #include "storage/secrets.h"
 
 namespace llmproxy::storage {
@@ -191,6 +193,9 @@ struct Client {
   mongoc_client_session_t* session = nullptr;  // during a server transaction
   int tx_depth = 0;
   std::vector<Undo> undo;
+  // The journaled command bumped config_version (its writes may have been
+  // seen, and loaded, by a reader in the meantime).
+  bool journal_bumped = false;
   std::map<std::string, mongoc_collection_t*, std::less<>> colls;
 
   ~Client() {
@@ -265,6 +270,30 @@ struct Client {
     mongoc_cursor_destroy(cur);
     if (bad) fail("aggregate on " + std::string(c), e);
     return out;
+  }
+
+  // Runs a pipeline and hands each result document to fn as the cursor
+  // delivers it, so that a long result is never held whole. The server may
+  // sort on disk (allowDiskUse) rather than fail past its memory limit.
+  // (A template: bson_t's alignment attribute is lost in std::function's.)
+  template <class Fn>
+  void aggregate_each(std::string_view c, const Doc& pipeline, Fn&& fn) {
+    Doc opts;
+    opts.boolean("allowDiskUse", true);
+    with_session(opts);
+    mongoc_cursor_t* cur = mongoc_collection_aggregate(coll(c), MONGOC_QUERY_NONE, pipeline.get(),
+                                                       opts.get(), nullptr);
+    const bson_t* d = nullptr;
+    try {
+      while (mongoc_cursor_next(cur, &d)) fn(d);
+    } catch (...) {
+      mongoc_cursor_destroy(cur);
+      throw;
+    }
+    bson_error_t e;
+    bool bad = mongoc_cursor_error(cur, &e);
+    mongoc_cursor_destroy(cur);
+    if (bad) fail("aggregate on " + std::string(c), e);
   }
 
   // A duplicate key error names the index; `taken` maps it to the message.
@@ -384,6 +413,7 @@ struct Client {
     if (!mongoc_collection_update_one(coll("meta"), Doc().str("_id", "config_version").get(),
                                       update.get(), opts.get(), nullptr, &e))
       fail("bumping config_version", e);
+    if (journaling()) journal_bumped = true;
   }
 
   // Puts back what the journal recorded, newest first. Best effort: this is
@@ -409,6 +439,16 @@ struct Client {
       }
     }
     undo.clear();
+    // Taking the writes back is a change too: a reader (serve) that loaded
+    // the configuration while they were visible must see the version move
+    // again, or it would keep what was never committed. (Never moving the
+    // version back: that reader could then miss the next real change.)
+    if (std::exchange(journal_bumped, false)) {
+      try {
+        bump_config_version();
+      } catch (const std::exception&) {  // best effort, as above
+      }
+    }
   }
 
   bool command(const Doc& cmd, bson_t* reply, bson_error_t* e, const char* db = nullptr) {
@@ -578,6 +618,26 @@ UsageRecord read_usage(const bson_t* d) {
   return r;
 }
 
+void admin_user_fields(Doc& d, const AdminUser& u) {
+  d.str("username", u.username)
+      .str("role", to_string(u.role))
+      .str("password_hash", u.password_hash);
+}
+
+AdminUser read_admin_user(const bson_t* d) {
+  AdminUser u;
+  u.id = get_i64(d, "_id");
+  u.username = get_str(d, "username");
+  std::string role = get_str(d, "role");
+  auto parsed = parse_admin_role(role);
+  if (!parsed) throw storage_error("admin user '" + u.username + "' has unknown role " + role);
+  u.role = *parsed;
+  u.password_hash = get_str(d, "password_hash");
+  u.created_at = get_i64(d, "created_at");
+  u.updated_at = get_i64(d, "updated_at");
+  return u;
+}
+
 template <class T, class Reader>
 std::vector<T> read_all(const std::vector<Owned>& docs, Reader&& read) {
   std::vector<T> out;
@@ -719,7 +779,7 @@ void create_collection(mongo::Client& c, const char* coll) {
 // instances starting together, or a crash between a step and its record, are
 // harmless. Never edit a shipped entry; append.
 using Migration = void (*)(mongo::Client&);
-const std::array<Migration, 1> kMigrations = {
+const std::array<Migration, 2> kMigrations = {
     [](mongo::Client& c) {
       for (const char* coll : {"connections", "models", "vkeys", "assignments", "usage_records",
                                "meta", "schema_migrations"})
@@ -746,6 +806,11 @@ const std::array<Migration, 1> kMigrations = {
       if (!mongoc_collection_update_one(c.coll("meta"), Doc().str("_id", "config_version").get(),
                                         update.get(), opts.get(), nullptr, &e))
         c.fail("initialising config_version", e);
+    },
+    // The admin API's users; ids from the counters, like everything else.
+    [](mongo::Client& c) {
+      create_collection(c, "admin_users");
+      create_indexes(c, "admin_users", {{"username_unique", {"username"}, true}});
     },
 };
 
@@ -808,6 +873,7 @@ void MongoStore::transaction(const std::function<void()>& fn) {
   }
   if (!c.tx_supported) {
     c.undo.clear();
+    c.journal_bumped = false;
     c.tx_depth = 1;
     try {
       fn();
@@ -1186,6 +1252,51 @@ std::vector<Assignment> MongoStore::list_assignments(std::optional<Id> vkey_id) 
   return read_all<Assignment>(db_->find("assignments", filter, &sort), read_assignment);
 }
 
+// ---- admin users ------------------------------------------------------------------------
+// Not configuration (serve's snapshot has no users): no config_version bump.
+// Each write is one document, atomic on its own.
+
+Id MongoStore::insert_admin_user(const AdminUser& u) {
+  std::lock_guard lock(mu_);
+  TimeMs now = now_ms();
+  Id id = db_->next_ids("admin_users", 1);
+  Doc d;
+  d.i64("_id", id);
+  admin_user_fields(d, u);
+  d.i64("created_at", stamp(u.created_at, now)).i64("updated_at", stamp(u.updated_at, now));
+  db_->insert("admin_users", d, id,
+              name_taken("an admin user named '" + u.username + "' already exists"));
+  return id;
+}
+
+void MongoStore::update_admin_user(const AdminUser& u) {
+  std::lock_guard lock(mu_);
+  Doc set;
+  admin_user_fields(set, u);
+  set.i64("updated_at", now_ms());
+  if (!db_->update_id("admin_users", u.id, set,
+                      name_taken("an admin user named '" + u.username + "' already exists")))
+    throw not_found("admin user " + std::to_string(u.id));
+}
+
+bool MongoStore::delete_admin_user(Id id) {
+  std::lock_guard lock(mu_);
+  return db_->remove("admin_users", Doc().i64("_id", id)) > 0;
+}
+
+std::optional<AdminUser> MongoStore::find_admin_user(std::string_view username) {
+  std::lock_guard lock(mu_);
+  return read_first<AdminUser>(
+      db_->find("admin_users", Doc().str("username", username), nullptr, 1), read_admin_user);
+}
+
+std::vector<AdminUser> MongoStore::list_admin_users() {
+  std::lock_guard lock(mu_);
+  Doc sort;
+  sort.i32("username", 1);
+  return read_all<AdminUser>(db_->find("admin_users", Doc(), &sort), read_admin_user);
+}
+
 // ---- usage ----------------------------------------------------------------------------------
 
 void MongoStore::insert_usage(std::span<const UsageRecord> records) {
@@ -1290,6 +1401,28 @@ std::vector<UsageGroup> MongoStore::aggregate_usage(const UsageQuery& q, UsageGr
   Doc pipeline;
   pipeline.doc("0", s0).doc("1", s1).doc("2", s2);
 
+  // Latency percentiles (nearest rank, storage/percentile.h): $percentile
+  // needs MongoDB 7.0 and is approximate there, and $push-ing a group's
+  // latencies into one document breaks at 16 MB (about a million requests).
+  // So a second pipeline streams (group, latency) pairs sorted by group, and
+  // one group's latencies at a time are ranked here.
+  Doc project;
+  project.i32("_id", 0);
+  if (simple) {
+    project.str("g", get_str(key.get(), "k"));
+  } else {
+    project.doc("g", key);
+  }
+  project.str("l", "$latency_ms");
+  Doc by_group;
+  by_group.i32("g", 1);
+  Doc p0, p1, p2;
+  p0.doc("$match", match);
+  p1.doc("$project", project);
+  p2.doc("$sort", by_group);
+  Doc latencies;
+  latencies.doc("0", p0).doc("1", p1).doc("2", p2);
+
   std::lock_guard lock(mu_);
   std::vector<UsageGroup> out;
   for (const Owned& d : db_->aggregate("usage_records", pipeline)) {
@@ -1298,6 +1431,30 @@ std::vector<UsageGroup> MongoStore::aggregate_usage(const UsageQuery& q, UsageGr
                              get_i64(d.get(), "completion_tokens"), get_dbl(d.get(), "cost"),
                              get_dbl(d.get(), "avg_latency_ms")});
   }
+  // Groups come in the order of the first pipeline (both sort by the same
+  // key), so each group's percentiles go to the next matching row; a group
+  // only one pipeline saw (a record written between the two) is skipped.
+  std::size_t next = 0;
+  std::string current;
+  std::vector<double> values;
+  auto flush = [&] {
+    auto row = std::find_if(out.begin() + static_cast<std::ptrdiff_t>(next), out.end(),
+                            [&](const UsageGroup& g) { return g.group == current; });
+    if (row != out.end()) {
+      row->p50_latency_ms = percentile_nearest_rank(values, 50);
+      row->p95_latency_ms = percentile_nearest_rank(values, 95);
+      row->p99_latency_ms = percentile_nearest_rank(values, 99);
+      next = static_cast<std::size_t>(row - out.begin()) + 1;
+    }
+    values.clear();
+  };
+  db_->aggregate_each("usage_records", latencies, [&](const bson_t* d) {
+    std::string g = get_str(d, "g");
+    if (!values.empty() && g != current) flush();
+    current = std::move(g);
+    values.push_back(get_dbl(d, "l"));
+  });
+  if (!values.empty()) flush();
   return out;
 }
 

@@ -72,6 +72,12 @@ class PostgresStore final : public Store {
   std::optional<Assignment> get_assignment(Id id) override;
   std::vector<Assignment> list_assignments(std::optional<Id> vkey_id) override;
 
+  Id insert_admin_user(const AdminUser& u) override;
+  void update_admin_user(const AdminUser& u) override;
+  bool delete_admin_user(Id id) override;
+  std::optional<AdminUser> find_admin_user(std::string_view username) override;
+  std::vector<AdminUser> list_admin_users() override;
+
   void insert_usage(std::span<const UsageRecord> records) override;
   std::vector<UsageRecord> list_usage(const UsageQuery& q) override;
   std::vector<UsageGroup> aggregate_usage(const UsageQuery& q, UsageGroupBy by) override;

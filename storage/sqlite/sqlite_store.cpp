@@ -3,16 +3,19 @@
 #include <sqlite3.h>
 
 #include <array>
+#include <new>
+#include <vector>
 
 #include "lib/domain/error.h"
 #include "lib/domain/time.h"
+#include "storage/percentile.h"
 #include "storage/secrets.h"
 
 namespace llmproxy::storage {
 
 // Versioned schema. Each entry is applied once, in order, inside a transaction;
 // never edit an entry that has shipped, append a new one.
-static constexpr std::array<const char*, 3> kMigrations = {R"sql(
+static constexpr std::array<const char*, 4> kMigrations = {R"sql(
 CREATE TABLE meta (
   key   TEXT PRIMARY KEY,
   value INTEGER NOT NULL
@@ -101,6 +104,17 @@ ALTER TABLE connections ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
 -- No query selects by assignment (token windows are rebuilt from a ts range
 -- grouped by assignment), and every index costs a b-tree insert per record.
 DROP INDEX IF EXISTS usage_assignment_ts;
+)sql",
+                                                            R"sql(
+-- The admin API's users. Not configuration: changes leave config_version alone.
+CREATE TABLE admin_users (
+  id            INTEGER PRIMARY KEY AUTOINCREMENT,
+  username      TEXT NOT NULL UNIQUE,
+  role          TEXT NOT NULL,
+  password_hash TEXT NOT NULL,
+  created_at    INTEGER NOT NULL,
+  updated_at    INTEGER NOT NULL
+);
 )sql"};
 
 // A prepared statement with typed binding and reading. Columns and parameters
@@ -196,6 +210,7 @@ constexpr const char* kVkeyCols =
     "id, name, key_hash, key_hint, enabled, expires_at, created_at, updated_at";
 constexpr const char* kAssignmentCols =
     "id, vkey_id, conn_id, model_id, tps, rpm, token_limit, token_window, created_at, updated_at";
+constexpr const char* kAdminUserCols = "id, username, role, password_hash, created_at, updated_at";
 constexpr const char* kUsageCols =
     "id, ts, request_id, vkey_id, vkey_name, assignment_id, model, conn_id, conn_name, status, "
     "latency_ms, ttft_ms, prompt_tokens, completion_tokens, cost";
@@ -263,6 +278,20 @@ Assignment read_assignment(Statement& st) {
   a.created_at = st.i64(8);
   a.updated_at = st.i64(9);
   return a;
+}
+
+AdminUser read_admin_user(Statement& st) {
+  AdminUser u;
+  u.id = st.i64(0);
+  u.username = st.text(1);
+  std::string role = st.text(2);
+  auto parsed = parse_admin_role(role);
+  if (!parsed) throw storage_error("admin user '" + u.username + "' has unknown role " + role);
+  u.role = *parsed;
+  u.password_hash = st.text(3);
+  u.created_at = st.i64(4);
+  u.updated_at = st.i64(5);
+  return u;
 }
 
 UsageRecord read_usage(Statement& st) {
@@ -334,6 +363,53 @@ void bind_usage_where(Statement& st, const UsageWhere& w) {
   for (std::size_t i = 0; i < w.args.size(); ++i) st.bind(static_cast<int>(i), w.args[i]);
 }
 
+// percentile_nearest_rank(value, p): the aggregate behind UsageGroup's
+// latency percentiles (storage/percentile.h); SQLite has no percentile of its
+// own. NULL values are skipped; NULL for a group without values.
+struct PercentileState {
+  std::vector<double> values;
+  unsigned p = 0;
+};
+
+// The aggregate context holds a pointer to the state (SQLite zero-fills it);
+// xFinal, which SQLite calls once for every context it allocated, frees it.
+void percentile_step(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  auto* slot =
+      static_cast<PercentileState**>(sqlite3_aggregate_context(ctx, sizeof(PercentileState*)));
+  if (!slot) {
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  PercentileState*& state = *slot;
+  try {
+    if (!state) {
+      std::int64_t p = sqlite3_value_int64(argv[1]);
+      if (p <= 0 || p > 100) {
+        sqlite3_result_error(ctx, "percentile_nearest_rank: p must be in 1..100", -1);
+        return;
+      }
+      state = new PercentileState{{}, static_cast<unsigned>(p)};
+    }
+    if (sqlite3_value_type(argv[0]) != SQLITE_NULL)
+      state->values.push_back(sqlite3_value_double(argv[0]));
+  } catch (const std::bad_alloc&) {
+    sqlite3_result_error_nomem(ctx);
+  }
+}
+
+void percentile_final(sqlite3_context* ctx) {
+  // 0 bytes: no allocation when step never ran (an empty group).
+  auto* slot = static_cast<PercentileState**>(sqlite3_aggregate_context(ctx, 0));
+  PercentileState* state = slot ? *slot : nullptr;
+  if (!state || state->values.empty()) {
+    sqlite3_result_null(ctx);
+  } else {
+    sqlite3_result_double(ctx, percentile_nearest_rank(state->values, state->p));
+  }
+  delete state;
+  if (slot) *slot = nullptr;
+}
+
 }  // namespace
 
 SqliteStore::SqliteStore(std::string path, crypto::SecretBox box)
@@ -354,6 +430,11 @@ SqliteStore::SqliteStore(std::string path, crypto::SecretBox box)
     exec("PRAGMA journal_mode = WAL");
     exec("PRAGMA synchronous = NORMAL");
     exec("PRAGMA foreign_keys = ON");
+    if (sqlite3_create_function_v2(db_, "percentile_nearest_rank", 2,
+                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC, nullptr, nullptr,
+                                   percentile_step, percentile_final, nullptr) != SQLITE_OK) {
+      throw storage_error("SQLite (" + path_ + "): " + sqlite3_errmsg(db_));
+    }
     migrate();
   } catch (...) {
     sqlite3_close(db_);
@@ -731,6 +812,50 @@ std::vector<Assignment> SqliteStore::list_assignments(std::optional<Id> vkey_id)
   return collect<Assignment>(st, read_assignment);
 }
 
+// ---- admin users ----------------------------------------------------------------
+// Not configuration (serve's snapshot has no users): no config_version bump.
+
+Id SqliteStore::insert_admin_user(const AdminUser& u) {
+  std::lock_guard lock(mu_);
+  TimeMs now = now_ms();
+  Statement st(db_,
+               "INSERT INTO admin_users (username, role, password_hash, created_at, updated_at) "
+               "VALUES (?, ?, ?, ?, ?)");
+  st.bind_all(u.username, to_string(u.role), u.password_hash, stamp(u.created_at, now),
+              stamp(u.updated_at, now));
+  run_unique(st, "an admin user named '" + u.username + "' already exists");
+  return static_cast<Id>(sqlite3_last_insert_rowid(db_));
+}
+
+void SqliteStore::update_admin_user(const AdminUser& u) {
+  std::lock_guard lock(mu_);
+  Statement st(db_,
+               "UPDATE admin_users SET username = ?, role = ?, password_hash = ?, updated_at = ? "
+               "WHERE id = ?");
+  st.bind_all(u.username, to_string(u.role), u.password_hash, now_ms(), u.id);
+  run_unique(st, "an admin user named '" + u.username + "' already exists");
+  if (sqlite3_changes(db_) == 0) throw not_found("admin user " + std::to_string(u.id));
+}
+
+bool SqliteStore::delete_admin_user(Id id) {
+  std::lock_guard lock(mu_);
+  Statement(db_, "DELETE FROM admin_users WHERE id = ?").bind_all(id).run();
+  return sqlite3_changes(db_) > 0;
+}
+
+std::optional<AdminUser> SqliteStore::find_admin_user(std::string_view username) {
+  std::lock_guard lock(mu_);
+  Statement st(db_, select(kAdminUserCols, "admin_users", "WHERE username = ?"));
+  st.bind_all(username);
+  return first(collect<AdminUser>(st, read_admin_user));
+}
+
+std::vector<AdminUser> SqliteStore::list_admin_users() {
+  std::lock_guard lock(mu_);
+  Statement st(db_, select(kAdminUserCols, "admin_users", "ORDER BY username"));
+  return collect<AdminUser>(st, read_admin_user);
+}
+
 // ---- usage --------------------------------------------------------------------
 
 void SqliteStore::insert_usage(std::span<const UsageRecord> records) {
@@ -797,12 +922,16 @@ std::vector<UsageGroup> SqliteStore::aggregate_usage(const UsageQuery& q, UsageG
   UsageWhere w = usage_where(q);
   std::string sql = std::string("SELECT ") + key +
                     " AS g, COUNT(*), SUM(status >= 400), SUM(prompt_tokens), "
-                    "SUM(completion_tokens), SUM(cost), AVG(latency_ms) FROM usage_records " +
+                    "SUM(completion_tokens), SUM(cost), AVG(latency_ms), "
+                    "percentile_nearest_rank(latency_ms, 50), "
+                    "percentile_nearest_rank(latency_ms, 95), "
+                    "percentile_nearest_rank(latency_ms, 99) FROM usage_records " +
                     w.sql + " GROUP BY g ORDER BY g";
   Statement st(db_, sql);
   bind_usage_where(st, w);
   return collect<UsageGroup>(st, [](Statement& s) {
-    return UsageGroup{s.text(0), s.i64(1), s.i64(2), s.i64(3), s.i64(4), s.dbl(5), s.dbl(6)};
+    return UsageGroup{s.text(0), s.i64(1), s.i64(2), s.i64(3), s.i64(4), s.dbl(5),
+                      s.dbl(6),  s.dbl(7), s.dbl(8), s.dbl(9)};
   });
 }
 

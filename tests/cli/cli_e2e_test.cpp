@@ -9,6 +9,12 @@
 // private cluster started for the run), the CLI gets the encryption key through
 // LLM_PROXY_SECRET_FILE, "what is stored" is every table's rows as text, and
 // the few tests about SQLite's files are skipped.
+//
+// With LLM_PROXY_TEST_CLI_MONGO=1 they run against MongoDB: each test gets a
+// database of its own on the server tests/storage/mongo_test_server.h finds
+// (LLM_PROXY_TEST_MONGODB_URI, else tests/storage/fake_mongod.py, the
+// wire-protocol test server, started for the test process; the output says
+// which), "what is stored" is every document of every collection as JSON.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
@@ -33,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/storage/mongo_test_server.h"
 #include "tests/storage/pg_cluster.h"
 
 extern char** environ;
@@ -40,6 +47,7 @@ extern char** environ;
 namespace {
 
 namespace fs = std::filesystem;
+namespace mongotest = llmproxy::storage::mongotest;
 using nlohmann::json;
 
 // ---- running the binary ------------------------------------------------------------
@@ -71,21 +79,38 @@ bool on_postgres() {
   return pg;
 }
 
-// In PostgreSQL mode, the key file every run gets as LLM_PROXY_SECRET_FILE
-// (which SQLite ignores, so the SQLite-path tests keep their key files).
-const std::string& pg_key_file() {
+// MongoDB mode (see the top of the file).
+bool on_mongo() {
+  static const bool mongo = [] {
+    const char* v = std::getenv("LLM_PROXY_TEST_CLI_MONGO");
+    return v && *v && std::string(v) != "0";
+  }();
+  return mongo;
+}
+
+// PostgreSQL and MongoDB need a key from outside (no key file is created
+// beside a server database).
+bool on_server() {
+  return on_postgres() || on_mongo();
+}
+
+// In PostgreSQL or MongoDB mode, the key file every run gets as
+// LLM_PROXY_SECRET_FILE (which SQLite ignores, so the SQLite-path tests keep
+// their key files).
+const std::string& server_key_file() {
   static const std::string path = [] {
     const char* tmp = std::getenv("TMPDIR");
-    std::string file = std::string(tmp && *tmp ? tmp : "/tmp") + "/llm-proxy-e2e-pg-key-" +
+    std::string file = std::string(tmp && *tmp ? tmp : "/tmp") + "/llm-proxy-e2e-server-key-" +
                        std::to_string(getpid());
-    std::ofstream(file) << "cli-e2e-postgres-secret\n";
+    std::ofstream(file) << "cli-e2e-server-secret\n";
     return file;
   }();
   return path;
 }
 
+// `input`, when given, is the child's standard input (else /dev/null).
 RunResult run(const std::vector<std::string>& args, const Env& env = {},
-              const std::string& cwd = {}) {
+              const std::string& cwd = {}, const std::optional<std::string>& input = {}) {
   // Everything the child needs is prepared before fork.
   std::vector<std::string> argv_s{LLM_PROXY_BIN};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
@@ -103,14 +128,15 @@ RunResult run(const std::vector<std::string>& args, const Env& env = {},
   }
   for (const auto& [name, value] : env)
     if (value) env_s.push_back(name + "=" + *value);
-  if (on_postgres() && env.count("LLM_PROXY_SECRET_FILE") == 0)
-    env_s.push_back("LLM_PROXY_SECRET_FILE=" + pg_key_file());
+  if (on_server() && env.count("LLM_PROXY_SECRET_FILE") == 0)
+    env_s.push_back("LLM_PROXY_SECRET_FILE=" + server_key_file());
   std::vector<char*> envp;
   for (auto& e : env_s) envp.push_back(e.data());
   envp.push_back(nullptr);
 
-  int out_pipe[2], err_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) {
+  int out_pipe[2], err_pipe[2], in_pipe[2] = {-1, -1};
+  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0 ||
+      (input && pipe2(in_pipe, O_CLOEXEC) != 0)) {
     ADD_FAILURE() << "pipe2: " << std::strerror(errno);
     return {};
   }
@@ -121,8 +147,8 @@ RunResult run(const std::vector<std::string>& args, const Env& env = {},
   }
   if (pid == 0) {
     if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(126);
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0) dup2(devnull, 0);
+    int stdin_fd = input ? in_pipe[0] : open("/dev/null", O_RDONLY);
+    if (stdin_fd >= 0) dup2(stdin_fd, 0);
     dup2(out_pipe[1], 1);
     dup2(err_pipe[1], 2);
     execve(argv[0], argv.data(), envp.data());
@@ -130,6 +156,14 @@ RunResult run(const std::vector<std::string>& args, const Env& env = {},
   }
   close(out_pipe[1]);
   close(err_pipe[1]);
+  if (input) {
+    // Fits in the pipe's buffer; the read end is still open here, so the write
+    // cannot fail even when the child exits without reading.
+    if (write(in_pipe[1], input->data(), input->size()) != static_cast<ssize_t>(input->size()))
+      ADD_FAILURE() << "write to the child's stdin: " << std::strerror(errno);
+    close(in_pipe[1]);
+    close(in_pipe[0]);
+  }
 
   RunResult r;
   pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
@@ -274,6 +308,11 @@ std::string query_one(const std::string& db_path, const std::string& sql) {
   return rows[0][0];
 }
 
+// A COUNT(*) result; -1 when the query failed (already reported).
+std::int64_t count_of(const std::string& text) {
+  return is_id(text) ? std::stoll(text) : -1;
+}
+
 std::int64_t now_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
@@ -295,17 +334,24 @@ class Cli : public ::testing::Test {
       } catch (const std::exception& e) {
         FAIL() << e.what();
       }
+    } else if (on_mongo()) {
+      try {
+        db_ = mongotest::create_database();  // prints which server the tests run against
+      } catch (const std::exception& e) {
+        FAIL() << e.what();
+      }
     }
   }
   void TearDown() override {
     std::error_code ec;
     fs::remove_all(dir_, ec);
-    if (on_postgres() && db_.starts_with("postgres")) {
-      try {
+    try {
+      if (on_postgres() && db_.starts_with("postgres"))
         llmproxy::storage::pgtest::drop_database(db_);
-      } catch (const std::exception& e) {
-        ADD_FAILURE() << e.what();
-      }
+      else if (on_mongo() && db_.starts_with("mongodb"))
+        mongotest::drop_database(db_);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << e.what();
     }
   }
 
@@ -314,6 +360,13 @@ class Cli : public ::testing::Test {
     args.push_back("--db");
     args.push_back(db_);
     return run(args, env);
+  }
+
+  // Runs with `--db …` appended and `input` as standard input.
+  RunResult cli_in(std::vector<std::string> args, const std::string& input) {
+    args.push_back("--db");
+    args.push_back(db_);
+    return run(args, {}, {}, input);
   }
 
   // Runs with --json appended; expects success and one JSON document.
@@ -342,8 +395,66 @@ class Cli : public ::testing::Test {
       EXPECT_EQ(r.code, 0) << r;
       s += r.out;
     }
-    s += "config_version=" + query_one(db_, "SELECT value FROM meta WHERE key = 'config_version'");
+    s += "config_version=" + stored_config_version();
     return s;
+  }
+
+  // ---- what is stored, behind the CLI (SQL, or the MongoDB documents) ----
+
+  std::string stored_config_version() const {
+    if (on_mongo()) {
+      auto docs = mongo_find("meta", R"({"_id": "config_version"})");
+      if (docs.size() != 1) {
+        ADD_FAILURE() << "meta.config_version: " << docs.size() << " documents";
+        return {};
+      }
+      return docs[0]["value"].dump();
+    }
+    return query_one(db_, "SELECT value FROM meta WHERE key = 'config_version'");
+  }
+
+  // A text column of the row (document) with this id.
+  std::string stored_text(const std::string& table, const std::string& id,
+                          const std::string& column) const {
+    if (on_mongo()) {
+      auto docs = mongo_find(table, id_filter("id", id));
+      if (docs.size() != 1 || !docs[0][column].is_string()) {
+        ADD_FAILURE() << table << " " << id << ": no text " << column;
+        return {};
+      }
+      return docs[0][column].get<std::string>();
+    }
+    return query_one(db_, "SELECT " + column + " FROM " + table + " WHERE id = " + id);
+  }
+
+  // How many rows (documents) of `table` have this id in `column`, or this text.
+  std::int64_t count_with_id(const std::string& table, const std::string& column,
+                             const std::string& id) const {
+    if (on_mongo()) return static_cast<std::int64_t>(mongo_find(table, id_filter(column, id)).size());
+    return count_of(
+        query_one(db_, "SELECT COUNT(*) FROM " + table + " WHERE " + column + " = " + id));
+  }
+  std::int64_t count_with_text(const std::string& table, const std::string& column,
+                               const std::string& text) const {
+    if (on_mongo())
+      return static_cast<std::int64_t>(mongo_find(table, json{{column, text}}.dump()).size());
+    return count_of(
+        query_one(db_, "SELECT COUNT(*) FROM " + table + " WHERE " + column + " = '" + text + "'"));
+  }
+
+  std::vector<json> mongo_find(const std::string& coll, const std::string& filter) const {
+    std::vector<json> out;
+    try {
+      for (const std::string& doc : mongotest::find(db_, coll, filter))
+        out.push_back(json::parse(doc));
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << e.what();
+    }
+    return out;
+  }
+  // Ids are int64 in the documents, `_id` for the document's own.
+  static std::string id_filter(const std::string& column, const std::string& id) {
+    return json{{column == "id" ? "_id" : column, {{"$numberLong", id}}}}.dump();
   }
 
   // The SQLite files: the database and, when present, its WAL and shared memory.
@@ -354,9 +465,19 @@ class Cli : public ::testing::Test {
     return out;
   }
   bool db_files_contain(const std::string& needle) const {
+    if (on_mongo()) {  // every document of every collection, as JSON
+      try {
+        for (const std::string& coll : mongotest::collection_names(db_))
+          for (const std::string& doc : mongotest::find(db_, coll))
+            if (doc.find(needle) != std::string::npos) return true;
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+      }
+      return false;
+    }
     if (on_postgres()) {  // every row of every table, as text
       for (const char* table : {"meta", "connections", "models", "vkeys", "assignments",
-                                "usage_records", "schema_migrations"}) {
+                                "usage_records", "schema_migrations", "admin_users"}) {
         for (const auto& row : query(db_, std::string("SELECT t::text FROM ") + table + " t"))
           if (row[0].find(needle) != std::string::npos) return true;
       }
@@ -548,7 +669,7 @@ TEST_F(Cli, GlobalFlagsBeforeOrAfterTheSubcommand) {
 // ---- provider secrets at rest ---------------------------------------------------------
 
 TEST_F(Cli, ProviderApiKeyIsEncryptedAtRestWithAKeyFile) {
-  if (on_postgres()) GTEST_SKIP() << "SQLite's key file beside the database";
+  if (on_server()) GTEST_SKIP() << "SQLite's key file beside the database";
   const std::string secret = "AIzaSy-PLAINTEXT-SECRET-123";
   add({"connection", "add", "--name", "google-ai", "--provider", "google", "--api-key", secret});
   ASSERT_FALSE(db_files().empty());
@@ -698,7 +819,7 @@ class VkeyCli : public Cli {
   }
 
   std::string key_hash_of(const std::string& id) {
-    return query_one(db_, "SELECT key_hash FROM vkeys WHERE id = " + id);
+    return stored_text("vkeys", id, "key_hash");
   }
 
   std::string conn_, conn2_, model_;
@@ -803,7 +924,7 @@ TEST_F(VkeyCli, RotateReplacesTheHash) {
   EXPECT_TRUE(std::regex_match(new_key, kGeneratedKey)) << new_key;
   EXPECT_NE(new_key, old_key);
   EXPECT_EQ(key_hash_of(id), sha256_hex(new_key));
-  EXPECT_EQ(query_one(db_, "SELECT COUNT(*) FROM vkeys WHERE key_hash = '" + old_hash + "'"), "0");
+  EXPECT_EQ(count_with_text("vkeys", "key_hash", old_hash), 0);
   EXPECT_FALSE(db_files_contain(new_key));
 
   json after = cli_json({"vkey", "show", id});
@@ -816,9 +937,7 @@ TEST_F(VkeyCli, RotateReplacesTheHash) {
   json j = cli_json({"vkey", "rotate", id, "--key", "sk-rotated-given-1"});
   EXPECT_EQ(j["key"], "sk-rotated-given-1");
   EXPECT_EQ(key_hash_of(id), sha256_hex("sk-rotated-given-1"));
-  EXPECT_EQ(
-      query_one(db_, "SELECT COUNT(*) FROM vkeys WHERE key_hash = '" + sha256_hex(new_key) + "'"),
-      "0");
+  EXPECT_EQ(count_with_text("vkeys", "key_hash", sha256_hex(new_key)), 0);
   EXPECT_FALSE(db_files_contain("sk-rotated-given-1"));
 }
 
@@ -877,11 +996,11 @@ TEST_F(VkeyCli, SeveralTargetsMakeSeveralAssignmentsWithTheLimits) {
 TEST_F(VkeyCli, RemoveCascadesToAssignments) {
   std::string keep = add({"vkey", "add", "--name", "keep", "--conn-id", "c1"});
   std::string gone = add({"vkey", "add", "--name", "gone", "--conn-id", "c1", "--model-id", "m1"});
-  ASSERT_EQ(query_one(db_, "SELECT COUNT(*) FROM assignments WHERE vkey_id = " + gone), "2");
+  ASSERT_EQ(count_with_id("assignments", "vkey_id", gone), 2);
   RunResult r = cli({"vkey", "remove", "gone"});
   ASSERT_EQ(r.code, 0) << r;
-  EXPECT_EQ(query_one(db_, "SELECT COUNT(*) FROM assignments WHERE vkey_id = " + gone), "0");
-  EXPECT_EQ(query_one(db_, "SELECT COUNT(*) FROM vkeys WHERE id = " + gone), "0");
+  EXPECT_EQ(count_with_id("assignments", "vkey_id", gone), 0);
+  EXPECT_EQ(count_with_id("vkeys", "id", gone), 0);
   expect_error(cli({"vkey", "show", gone}), 3);
   json left = cli_json({"assignment", "list"});
   ASSERT_EQ(left.size(), 1u);
@@ -962,6 +1081,36 @@ class UsageCli : public VkeyCli {
   void insert(std::int64_t ts, const std::string& request_id, const std::string& vkey_id,
               const std::string& vkey_name, const std::string& model, int status, double latency_ms,
               int prompt, int completion, double cost) {
+    if (on_mongo()) {  // the document the backend writes, with an id from its counter
+      auto i64 = [](std::int64_t v) { return json{{"$numberLong", std::to_string(v)}}; };
+      auto dbl = [](double v) {
+        std::ostringstream os;
+        os.precision(17);
+        os << v;
+        return json{{"$numberDouble", os.str()}};
+      };
+      try {
+        json doc = {{"_id", i64(mongotest::next_id(db_, "usage_records"))},
+                    {"ts", i64(ts)},
+                    {"request_id", request_id},
+                    {"vkey_id", i64(std::stoll(vkey_id))},
+                    {"vkey_name", vkey_name},
+                    {"assignment_id", nullptr},
+                    {"model", model},
+                    {"conn_id", i64(std::stoll(conn_))},
+                    {"conn_name", "c1"},
+                    {"status", i64(status)},
+                    {"latency_ms", dbl(latency_ms)},
+                    {"ttft_ms", nullptr},
+                    {"prompt_tokens", i64(prompt)},
+                    {"completion_tokens", i64(completion)},
+                    {"cost", dbl(cost)}};
+        mongotest::insert(db_, "usage_records", doc.dump());
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+      }
+      return;
+    }
     std::ostringstream sql;
     sql.precision(17);
     sql << "INSERT INTO usage_records (ts, request_id, vkey_id, vkey_name, assignment_id, model,"
@@ -1044,7 +1193,13 @@ TEST_F(UsageCli, AggregatesByDayModelAndKey) {
   EXPECT_EQ(day[0]["total_tokens"], 33);
   EXPECT_DOUBLE_EQ(day[0]["cost"].get<double>(), 0.75);
   EXPECT_DOUBLE_EQ(day[0]["avg_latency_ms"].get<double>(), 200.0);
+  // Nearest rank over {100, 300}: p50 is the 1st value, p95 and p99 the 2nd.
+  EXPECT_DOUBLE_EQ(day[0]["p50_latency_ms"].get<double>(), 100.0);
+  EXPECT_DOUBLE_EQ(day[0]["p95_latency_ms"].get<double>(), 300.0);
+  EXPECT_DOUBLE_EQ(day[0]["p99_latency_ms"].get<double>(), 300.0);
   EXPECT_EQ(day[1]["group"], "2026-01-11");
+  for (const char* p : {"p50_latency_ms", "p95_latency_ms", "p99_latency_ms"})
+    EXPECT_DOUBLE_EQ(day[1][p].get<double>(), 50.0) << p;
   EXPECT_EQ(day[1]["requests"], 1);
   EXPECT_EQ(day[1]["errors"], 0);
   EXPECT_DOUBLE_EQ(day[1]["cost"].get<double>(), 1.0);
@@ -1071,6 +1226,8 @@ TEST_F(UsageCli, AggregatesByDayModelAndKey) {
 
   RunResult plain = cli({"usage", "--by", "model"});
   ASSERT_EQ(plain.code, 0) << plain;
+  EXPECT_NE(plain.out.find("P50_MS"), std::string::npos) << plain;
+  EXPECT_NE(plain.out.find("P99_MS"), std::string::npos) << plain;
   EXPECT_NE(plain.out.find("m1"), std::string::npos) << plain;
   EXPECT_NE(plain.out.find("m2"), std::string::npos) << plain;
 }
@@ -1431,6 +1588,231 @@ TEST_F(Cli, DbFlagWinsOverEnvironment) {
   EXPECT_TRUE(fs::exists(from_env));
   EXPECT_FALSE(fs::exists(from_dsn));
   EXPECT_FALSE(fs::exists(dir_ + "/llm-proxy.db"));
+}
+
+// ---- admin users ------------------------------------------------------------------------
+
+// The admin CLI's users, checked through the CLI and, for what is stored, the
+// database itself.
+class AdminCli : public Cli {
+ protected:
+  static constexpr const char* kPassword = "correct horse battery staple";
+  static constexpr const char* kNewPassword = "Tr0ub4dor&3-but-longer";
+
+  RunResult add_user(const std::string& name, const std::string& password,
+                     std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"admin", "add", "--username", name, "--password-stdin"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    RunResult r = cli_in(args, password + "\n");
+    outputs_ += r.out + r.err;
+    return r;
+  }
+
+  std::string stored_hash(const std::string& name) const {
+    if (on_mongo()) {
+      auto docs = mongo_find("admin_users", json{{"username", name}}.dump());
+      if (docs.size() != 1 || !docs[0]["password_hash"].is_string()) {
+        ADD_FAILURE() << "admin_users " << name << ": " << docs.size() << " documents";
+        return {};
+      }
+      return docs[0]["password_hash"].get<std::string>();
+    }
+    return query_one(db_, "SELECT password_hash FROM admin_users WHERE username = '" + name + "'");
+  }
+  std::string user_count() const {
+    if (on_mongo()) return std::to_string(mongo_find("admin_users", "{}").size());
+    return query_one(db_, "SELECT COUNT(*) FROM admin_users");
+  }
+
+  // True when `encoded` is "pbkdf2-sha256$<iterations>$<salt>$<hash>" with
+  // hash = PBKDF2-HMAC-SHA256(password, salt), computed here with OpenSSL.
+  static bool hash_matches(const std::string& encoded, const std::string& password) {
+    std::vector<std::string> parts;
+    std::stringstream ss(encoded);
+    for (std::string part; std::getline(ss, part, '$');) parts.push_back(part);
+    if (parts.size() != 4 || parts[0] != "pbkdf2-sha256") return false;
+    int iterations = std::stoi(parts[1]);
+    std::string salt(parts[2].size(), '\0');
+    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(salt.data()),
+                            reinterpret_cast<const unsigned char*>(parts[2].data()),
+                            static_cast<int>(parts[2].size()));
+    if (n < 0) return false;
+    n -= static_cast<int>(std::count(parts[2].begin(), parts[2].end(), '='));
+    salt.resize(static_cast<std::size_t>(n));
+    unsigned char key[32];
+    if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
+                          reinterpret_cast<const unsigned char*>(salt.data()),
+                          static_cast<int>(salt.size()), iterations, EVP_sha256(), sizeof key,
+                          key) != 1)
+      return false;
+    std::string b64(4 * ((sizeof key + 2) / 3) + 1, '\0');
+    int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()), key, sizeof key);
+    b64.resize(static_cast<std::size_t>(len));
+    return b64 == parts[3];
+  }
+
+  std::string outputs_;  // everything add_user printed
+};
+
+TEST_F(AdminCli, AddPrintsOnlyTheIdAndListShowsNoSecrets) {
+  RunResult r = add_user("alice", kPassword);
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_TRUE(is_id(lines(r.out).at(0))) << r;
+  EXPECT_EQ(r.out, lines(r.out).at(0) + "\n") << r;
+
+  RunResult viewer = cli_in({"admin", "add", "--username", "Bob.Smith@example-corp", "--role",
+                             "viewer", "--password-stdin", "--json"},
+                            std::string(kNewPassword) + "\n");
+  outputs_ += viewer.out + viewer.err;
+  json v = parse_doc(viewer);
+  EXPECT_EQ(v["username"], "Bob.Smith@example-corp");
+  EXPECT_EQ(v["role"], "viewer");
+  std::vector<std::string> keys;
+  for (auto it = v.begin(); it != v.end(); ++it) keys.push_back(it.key());
+  std::sort(keys.begin(), keys.end());  // exactly these, never a hash
+  EXPECT_EQ(keys, (std::vector<std::string>{"created_at", "id", "role", "updated_at", "username"}));
+
+  json all = cli_json({"admin", "list"});
+  ASSERT_EQ(all.size(), 2u) << all.dump();
+  EXPECT_EQ(all[0]["username"], "Bob.Smith@example-corp");  // by username, byte order
+  EXPECT_EQ(all[0]["role"], "viewer");
+  EXPECT_EQ(all[1]["username"], "alice");
+  EXPECT_EQ(all[1]["role"], "admin");  // the default
+  EXPECT_EQ(all[1]["id"], std::stoll(lines(r.out).at(0)));
+  EXPECT_EQ(all[0], v);
+
+  RunResult plain = cli({"admin", "list"});
+  ASSERT_EQ(plain.code, 0) << plain;
+  EXPECT_NE(plain.out.find("alice"), std::string::npos) << plain;
+  EXPECT_NE(plain.out.find("viewer"), std::string::npos) << plain;
+  outputs_ += all.dump() + plain.out + plain.err;
+  for (const char* secret : {kPassword, kNewPassword, "pbkdf2", "password_hash"})
+    EXPECT_EQ(outputs_.find(secret), std::string::npos) << secret << " in\n" << outputs_;
+
+  // What is stored is a PBKDF2 hash of exactly the line given (no newline).
+  EXPECT_TRUE(hash_matches(stored_hash("alice"), kPassword)) << stored_hash("alice");
+  EXPECT_TRUE(stored_hash("alice").starts_with("pbkdf2-sha256$600000$"));
+}
+
+TEST_F(AdminCli, DuplicateUsernameIsAConflict) {
+  ASSERT_EQ(add_user("alice", kPassword).code, 0);
+  std::string hash = stored_hash("alice");
+  expect_error(add_user("alice", kNewPassword, {"--role", "viewer"}), 4, "alice");
+  EXPECT_EQ(user_count(), "1");
+  EXPECT_EQ(stored_hash("alice"), hash);
+  EXPECT_EQ(cli_json({"admin", "list"})[0]["role"], "admin");
+}
+
+TEST_F(AdminCli, ShortOrMissingPasswordIsRefusedAndNothingIsWritten) {
+  expect_error(add_user("alice", "short"), 2, "at least 12 characters");
+  expect_error(add_user("alice", "elevenchars"), 2, "at least 12 characters");
+  expect_error(add_user("alice", ""), 2, "password");
+  expect_error(cli_in({"admin", "add", "--username", "alice", "--password-stdin"}, ""), 2,
+               "password");
+  // Without --password-stdin nothing is read, and nothing written.
+  expect_error(cli_in({"admin", "add", "--username", "alice"}, std::string(kPassword) + "\n"), 2,
+               "--password-stdin");
+  // A password on the command line is not an option at all.
+  expect_error(cli({"admin", "add", "--username", "alice", "--password", kPassword}), 2);
+  EXPECT_EQ(user_count(), "0");
+  EXPECT_TRUE(cli_json({"admin", "list"}).empty());
+  RunResult tiny = add_user("alice", "pw-tiny-9");
+  EXPECT_EQ((tiny.out + tiny.err).find("pw-tiny-9"), std::string::npos) << "never echoed\n" << tiny;
+
+  // Exactly twelve characters (not bytes) is enough.
+  ASSERT_EQ(add_user("alice", "twelve-chars").code, 0);
+  expect_error(
+      add_user("bob", "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"), 2,
+      "at least 12 characters");  // 11 characters, 22 bytes
+  EXPECT_EQ(user_count(), "1");
+}
+
+TEST_F(AdminCli, WindowsLineEndingIsNotPartOfThePassword) {
+  RunResult r = cli_in({"admin", "add", "--username", "win", "--password-stdin"},
+                       std::string(kPassword) + "\r\n");
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_TRUE(hash_matches(stored_hash("win"), kPassword));
+}
+
+TEST_F(AdminCli, BadUsernameOrRoleIsRefused) {
+  EXPECT_TRUE(cli_json({"admin", "list"}).empty());  // creates the database
+  expect_error(add_user("bad name", kPassword), 2, "username");
+  expect_error(add_user("semi;colon", kPassword), 2, "username");
+  expect_error(add_user(std::string(65, 'a'), kPassword), 2, "username");
+  expect_error(add_user("carol", kPassword, {"--role", "root"}), 2, "role");
+  expect_error(cli_in({"admin", "add", "--password-stdin"}, std::string(kPassword) + "\n"), 2,
+               "--username");
+  EXPECT_EQ(user_count(), "0");
+  ASSERT_EQ(add_user(std::string(64, 'a'), kPassword).code, 0);
+}
+
+TEST_F(AdminCli, DeleteRemovesTheUser) {
+  ASSERT_EQ(add_user("alice", kPassword).code, 0);
+  ASSERT_EQ(add_user("bob", kPassword).code, 0);
+  RunResult r = cli({"admin", "delete", "alice"});
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_EQ(r.out, "");
+  json all = cli_json({"admin", "list"});
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0]["username"], "bob");
+  expect_error(cli({"admin", "delete", "alice"}), 3, "alice");
+  EXPECT_EQ(cli_json({"admin", "delete", "bob"}), json({{"removed", "bob"}}));
+  EXPECT_EQ(user_count(), "0");
+}
+
+TEST_F(AdminCli, PasswdChangesTheHash) {
+  ASSERT_EQ(add_user("alice", kPassword).code, 0);
+  const std::string before = stored_hash("alice");
+  const std::string updated_before =
+      cli_json({"admin", "list"})[0]["updated_at"].get<std::string>();
+
+  RunResult r = cli_in({"admin", "passwd", "alice", "--password-stdin", "--json"},
+                       std::string(kNewPassword) + "\n");
+  json j = parse_doc(r);
+  EXPECT_EQ(j["username"], "alice");
+  EXPECT_EQ(j.count("password_hash"), 0u);
+  EXPECT_EQ((r.out + r.err).find(kNewPassword), std::string::npos) << r;
+  const std::string after = stored_hash("alice");
+  EXPECT_NE(after, before);
+  EXPECT_TRUE(hash_matches(after, kNewPassword));
+  EXPECT_FALSE(hash_matches(after, kPassword));
+  EXPECT_GE(j["updated_at"].get<std::string>(), updated_before);
+
+  // Unknown user, short password: exit code, and the hash stays.
+  expect_error(
+      cli_in({"admin", "passwd", "nobody", "--password-stdin"}, std::string(kPassword) + "\n"), 3,
+      "nobody");
+  expect_error(cli_in({"admin", "passwd", "alice", "--password-stdin"}, "short\n"), 2,
+               "at least 12 characters");
+  expect_error(cli_in({"admin", "passwd", "alice"}, std::string(kPassword) + "\n"), 2,
+               "--password-stdin");
+  EXPECT_EQ(stored_hash("alice"), after);
+}
+
+TEST_F(AdminCli, SetRoleSwitchesBetweenAdminAndViewer) {
+  ASSERT_EQ(add_user("alice", kPassword).code, 0);
+  const std::string hash = stored_hash("alice");
+  json j = cli_json({"admin", "set-role", "alice", "viewer"});
+  EXPECT_EQ(j["role"], "viewer");
+  EXPECT_EQ(cli_json({"admin", "list"})[0]["role"], "viewer");
+  EXPECT_EQ(cli_json({"admin", "set-role", "alice", "admin"})["role"], "admin");
+  RunResult plain = cli({"admin", "set-role", "alice", "viewer"});
+  ASSERT_EQ(plain.code, 0) << plain;
+  EXPECT_NE(plain.out.find("viewer"), std::string::npos) << plain;
+  expect_error(cli({"admin", "set-role", "alice", "owner"}), 2, "role");
+  expect_error(cli({"admin", "set-role", "nobody", "admin"}), 3, "nobody");
+  EXPECT_EQ(stored_hash("alice"), hash) << "a role change keeps the password";
+}
+
+TEST_F(AdminCli, PasswordsAreNeverStoredInPlaintext) {
+  ASSERT_EQ(add_user("alice", kPassword).code, 0);
+  RunResult r =
+      cli_in({"admin", "passwd", "alice", "--password-stdin"}, std::string(kNewPassword) + "\n");
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_EQ((r.out + r.err).find(kNewPassword), std::string::npos) << r;
+  EXPECT_TRUE(db_files_contain("alice")) << "sanity: this is where the user went";
+  EXPECT_FALSE(db_files_contain(kPassword));
+  EXPECT_FALSE(db_files_contain(kNewPassword));
 }
 
 }  // namespace

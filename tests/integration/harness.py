@@ -1,6 +1,18 @@
 """Helpers for the `llm-proxy serve` integration tests: temp workspaces, the
 provisioning CLI, a serve subprocess, a small HTTP client, an SSE reader, and
-condition-based waiting."""
+condition-based waiting.
+
+The database every Workspace gets comes from LLM_PROXY_TEST_DB_URL:
+  unset or "sqlite"      a temporary SQLite file (the default);
+  "postgres"             a database of its own on the private cluster CTest's
+                         storage_pg fixture started (LLM_PROXY_TEST_PG_STATE);
+  postgres://…           a database of its own on that server (a role that
+                         may CREATE DATABASE), dropped afterwards;
+  "mongodb"              a database of its own on LLM_PROXY_TEST_MONGODB_URI
+                         if set, else on tests/storage/fake_mongod.py (the
+                         wire-protocol test server), started for this process;
+  mongodb://…            a database of its own on that server, dropped afterwards.
+`db_backend()` says which; the test output says which server ran."""
 
 import http.client
 import json
@@ -8,10 +20,13 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("LLM_PROXY_BIN") or os.path.normpath(
@@ -57,15 +72,201 @@ class CliError(AssertionError):
     pass
 
 
+# --- the database under test --------------------------------------------------------
+
+STORAGE_DIR = os.path.normpath(os.path.join(HERE, "..", "storage"))
+FAKE_MONGOD = os.path.join(STORAGE_DIR, "fake_mongod.py")
+
+
+def db_setting():
+    return os.environ.get("LLM_PROXY_TEST_DB_URL", "").strip() or "sqlite"
+
+
+def db_backend():
+    """"sqlite", "postgres" or "mongodb": what LLM_PROXY_TEST_DB_URL selects."""
+    v = db_setting()
+    if v.startswith(("postgres", "postgresql")):
+        return "postgres"
+    if v.startswith("mongodb"):
+        return "mongodb"
+    if v == "sqlite" or v.startswith("sqlite:"):
+        return "sqlite"
+    raise AssertionError(f"LLM_PROXY_TEST_DB_URL={v!r}: expected sqlite, postgres, "
+                         "postgres://…, mongodb or mongodb://…")
+
+
+def pg_state_url(state=None):
+    """The superuser URL in a tests/storage/pg_cluster.sh state file."""
+    state = state or os.environ.get("LLM_PROXY_TEST_PG_STATE")
+    if not state or not os.path.exists(state):
+        raise AssertionError("LLM_PROXY_TEST_PG_STATE does not name a running test cluster "
+                             "(run through CTest: the storage_pg fixture starts it)")
+    with open(state) as f:
+        for line in f:
+            if line.startswith("PG_CLUSTER_URL="):
+                return line.split("=", 1)[1].strip().strip("'\"")
+    raise AssertionError(f"no PG_CLUSTER_URL in {state}")
+
+
+def psql(url, sql):
+    p = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+                       capture_output=True, text=True, timeout=30)
+    if p.returncode != 0:
+        raise AssertionError(f"psql failed: {p.stderr}")
+
+
+def _with_path(url, path):
+    """`url` (scheme://authority/…?query) with its path replaced."""
+    scheme, rest = url.split("://", 1)
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    query = rest[len(authority):].split("?", 1)
+    return f"{scheme}://{authority}/{path}" + ("?" + query[1] if len(query) == 2 else "")
+
+
+class FakeMongod:
+    """tests/storage/fake_mongod.py as a subprocess on 127.0.0.1. With a dbpath
+    its data survives kill() + start() on the same port, as a real server's does."""
+
+    def __init__(self, dbpath=None):
+        self.dbpath = dbpath
+        self.port = 0
+        self.proc = None
+        self.start()
+
+    def start(self):
+        cmd = [*_PDEATHSIG, sys.executable, FAKE_MONGOD, "--port", str(self.port)]
+        if self.dbpath:
+            cmd += ["--dbpath", self.dbpath]
+        deadline = time.monotonic() + 10
+        while True:  # the port may linger a moment after a kill
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL)
+            line = self.proc.stdout.readline().decode().strip()
+            if line.isdigit():
+                self.port = int(line)
+                return self
+            self.proc.wait(5)
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"fake_mongod.py did not start on port {self.port}")
+            time.sleep(0.05)
+
+    @property
+    def url(self):
+        return f"mongodb://127.0.0.1:{self.port}"
+
+    def kill(self):
+        """Gone at once, like a crashed server: connections reset, nothing answers."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        if self.proc:
+            for f in (self.proc.stdin, self.proc.stdout):
+                try:
+                    f.close()
+                except OSError:
+                    pass
+
+
+_fake_mongod = None
+
+
+def _mongo_server_url():
+    global _fake_mongod
+    v = db_setting()
+    if v != "mongodb":
+        return v
+    uri = os.environ.get("LLM_PROXY_TEST_MONGODB_URI", "").strip()
+    if uri:
+        return uri
+    if _fake_mongod is None:
+        _fake_mongod = FakeMongod()
+        sys.stderr.write("MongoDB tests: running against the wire-protocol test server "
+                         "tests/storage/fake_mongod.py (no real mongod available here)\n")
+    return _fake_mongod.url
+
+
+_announced = set()
+
+
+def _announce(what):
+    if what not in _announced:
+        _announced.add(what)
+        sys.stderr.write(what + "\n")
+
+
+def mongo_command(url, command):
+    """Runs one command (a dict; "$db" from the URL's path) on the server `url`
+    names, over the wire protocol with tests/storage/fake_mongod.py's BSON
+    codec; returns the reply. No authentication: for the test server and
+    servers without access control."""
+    sys.path.insert(0, STORAGE_DIR)
+    keep, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        import fake_mongod as fm  # noqa: E402
+    finally:
+        sys.path.remove(STORAGE_DIR)
+        sys.dont_write_bytecode = keep
+    rest = url.split("://", 1)[1]
+    authority = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+    db = (rest[len(rest.split("/", 1)[0]):].lstrip("/").split("?", 1)[0]) or "admin"
+    host, _, port = authority.split(",", 1)[0].rpartition(":")
+    cmd = dict(command)
+    cmd["$db"] = db
+    payload = struct.pack("<I", 0) + b"\x00" + fm.encode(cmd)
+    with socket.create_connection((host or "127.0.0.1", int(port or 27017)), timeout=10) as s:
+        s.sendall(struct.pack("<iiii", 16 + len(payload), 1, 0, 2013) + payload)
+        length = struct.unpack("<i", fm._read_exact(s, 4))[0]
+        body = fm._read_exact(s, length - 4)
+    reply, _ = fm.decode(body, 12 + 5)
+    return reply
+
+
+def new_database(dir):
+    """(backend, --db value, cleanup) for a Workspace whose files live in `dir`."""
+    backend = db_backend()
+    if backend == "sqlite":
+        v = db_setting()
+        return "sqlite", os.path.join(dir, "t.db") if v == "sqlite" else v, lambda: None
+    name = "llmproxy_it_" + uuid.uuid4().hex[:12]
+    if backend == "postgres":
+        v = db_setting()
+        admin = pg_state_url() if v == "postgres" else v
+        _announce("serve tests: running on PostgreSQL " +
+                  ("(the storage_pg fixture's private cluster)" if v == "postgres"
+                   else "(LLM_PROXY_TEST_DB_URL)"))
+        psql(admin, f"CREATE DATABASE {name}")
+        return "postgres", _with_path(admin, name), lambda: psql(
+            admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    server = _mongo_server_url()
+    _announce("serve tests: running on MongoDB at " + _with_path(server, "").split("@")[-1])
+    url = _with_path(server, name)
+
+    def drop():
+        try:
+            mongo_command(url, {"dropDatabase": 1})
+        except (OSError, ValueError):
+            pass  # best effort (a server that wants authentication keeps it)
+    return "mongodb", url, drop
+
+
 class Workspace:
-    """A temp dir holding the SQLite database; removed by cleanup()."""
+    """A temp dir, and the database the tests run on (see the top of this file):
+    a SQLite file in the dir, or a database of its own on a server. Both go
+    in cleanup()."""
 
     def __init__(self, prefix="llmproxy-it-"):
         self.dir = tempfile.mkdtemp(prefix=prefix)
-        self.db = os.path.join(self.dir, "t.db")
+        try:
+            self.backend, self.db, self._drop = new_database(self.dir)
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
 
     def cleanup(self):
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self._drop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def cli(self, *args, check=True, env=None):
         """Runs `llm-proxy --db <db> --json ARGS` and returns the parsed JSON."""

@@ -2,14 +2,17 @@
 every resource and verb, error statuses, the same JSON as the CLI's --json,
 and changes made through it reaching the proxy."""
 
+import base64
+import json
 import os
+import subprocess
 import sys
 import time
 import unittest
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Serve, Workspace, chat_body, request, wait_until  # noqa: E402
+from harness import BIN, Serve, Workspace, base_env, chat_body, request, wait_until  # noqa: E402
 
 MASTER = "sk-admin-master-key-for-tests-0123456789"
 RELOAD = 2.0  # config changes reach serve within this
@@ -64,7 +67,7 @@ class AdminApiTest(unittest.TestCase):
         try:
             r = request(serve.port, "GET", "/admin/api/vkeys", key=MASTER)
             err = self.assertError(r, 401, "unauthorized")
-            self.assertIn("master key", err["message"])
+            self.assertIn("admin add", err["message"])  # how to get in without one
         finally:
             self.assertEqual(serve.stop(), 0)
 
@@ -203,6 +206,228 @@ class AdminApiTest(unittest.TestCase):
         everything = self.ok("GET", "/usage?limit=0")
         self.assertEqual(slow[0]["latency_ms"], max(r["latency_ms"] for r in everything))
         self.assertError(self.api("GET", "/slow?limit=0"), 400, "invalid_request")
+
+
+def add_user(ws, username, password, *extra, env=None):
+    """`llm-proxy admin add --password-stdin`; returns the CompletedProcess."""
+    return subprocess.run([BIN, "--db", ws.db, "admin", "add", "--username", username,
+                           "--password-stdin", *extra], input=password + "\n",
+                          capture_output=True, text=True, env=base_env(env), timeout=60)
+
+
+def b64url(obj):
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+class AdminUsersTest(unittest.TestCase):
+    """Signing in with a user's name and password, roles, tokens, throttling."""
+
+    ALICE_PW = "alice-password-123"
+    VIEWER_PW = "viewer-password-456"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ws = Workspace()
+        cls.addClassCleanup(cls.ws.cleanup)
+        for name, pw, role in (("alice", cls.ALICE_PW, "admin"), ("vera", cls.VIEWER_PW, "viewer")):
+            p = add_user(cls.ws, name, pw, "--role", role)
+            assert p.returncode == 0, p.stderr
+        # No master key: users are the only way in.
+        cls.serve = Serve(cls.ws)
+        cls.addClassCleanup(cls.serve.kill)
+
+    def login(self, username, password, serve=None):
+        return request((serve or self.serve).port, "POST", "/admin/api/login",
+                       {"username": username, "password": password})
+
+    def token(self, username, password, serve=None):
+        r = self.login(username, password, serve)
+        self.assertEqual(r.status, 200, r.body)
+        return r.json()["token"]
+
+    def api(self, method, path, body=None, token=None, serve=None):
+        return request((serve or self.serve).port, method, "/admin/api" + path, body, key=token)
+
+    def assertError(self, r, status, type_):
+        self.assertEqual(r.status, status, r.body)
+        err = r.json()["error"]
+        self.assertEqual(err["type"], type_, err)
+        return err
+
+    def test_login_gives_a_token_for_everything_an_admin_does(self):
+        r = self.login("alice", self.ALICE_PW)
+        self.assertEqual(r.status, 200, r.body)
+        body = r.json()
+        self.assertEqual((body["token_type"], body["username"], body["role"]),
+                         ("Bearer", "alice", "admin"))
+        self.assertGreater(body["expires_in"], 0)
+        self.assertEqual(body["token"].count("."), 2)
+        self.assertNotIn(self.ALICE_PW.encode(), r.body)
+        token = body["token"]
+        self.assertEqual(self.api("GET", "/me", token=token).json(),
+                         {"username": "alice", "role": "admin"})
+        self.assertEqual(self.api("POST", "/connections", {"name": "u-m", "provider": "mock"},
+                                  token=token).status, 201)
+        self.assertEqual(self.api("GET", "/connections/u-m", token=token).status, 200)
+        self.assertError(self.api("GET", "/connections"), 401, "unauthorized")
+
+    def test_viewer_reads_but_cannot_change_anything(self):
+        admin = self.token("alice", self.ALICE_PW)
+        self.assertEqual(self.api("POST", "/connections", {"name": "v-m", "provider": "mock"},
+                                  token=admin).status, 201)
+        viewer = self.token("vera", self.VIEWER_PW)
+        self.assertEqual(self.api("GET", "/me", token=viewer).json(),
+                         {"username": "vera", "role": "viewer"})
+        for path in ("/connections", "/models", "/vkeys", "/assignments", "/usage", "/slow",
+                     "/users"):
+            with self.subTest(path=path):
+                self.assertEqual(self.api("GET", path, token=viewer).status, 200)
+        before = self.api("GET", "/vkeys", token=admin).json()
+        for method, path, body in (("POST", "/vkeys", {"name": "v-k"}),
+                                   ("POST", "/connections", {"name": "v2", "provider": "mock"}),
+                                   ("DELETE", "/connections/v-m", None),
+                                   ("PATCH", "/connections/v-m", {"timeout": 5}),
+                                   ("POST", "/users", {"username": "x", "password": "y" * 12}),
+                                   ("DELETE", "/users/alice", None)):
+            with self.subTest(method=method, path=path):
+                self.assertError(self.api(method, path, body, token=viewer), 403, "forbidden")
+        self.assertEqual(self.api("GET", "/vkeys", token=admin).json(), before)
+        self.assertEqual(self.api("GET", "/connections/v-m", token=admin).status, 200)
+
+    def test_wrong_password_and_unknown_user_look_the_same(self):
+        wrong = self.login("alice", "not-her-password")
+        unknown = self.login("nobody-by-this-name", "not-her-password")
+        self.assertEqual(wrong.status, 401)
+        self.assertEqual((wrong.status, wrong.body), (unknown.status, unknown.body))
+        self.assertError(self.login("alice", ""), 401, "unauthorized")
+        self.assertError(request(self.serve.port, "POST", "/admin/api/login", {"username": "alice"}),
+                         400, "invalid_request")
+        self.assertError(request(self.serve.port, "GET", "/admin/api/login"), 405,
+                         "method_not_allowed")
+
+    def test_forged_tampered_and_foreign_tokens_are_refused(self):
+        viewer = self.token("vera", self.VIEWER_PW)
+        head, claims, sig = viewer.split(".")
+        payload = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
+        payload["sub"] = "alice"  # promote oneself, keep the signature
+        forged = ".".join([head, b64url(payload), sig])
+        alg_none = ".".join([b64url({"alg": "none", "typ": "JWT"}), b64url(payload), ""])
+        for bad in (forged, alg_none, viewer[:-3] + "AAA", "a.b.c", "sk-not-a-master-key"):
+            with self.subTest(token=bad[:20]):
+                self.assertError(self.api("GET", "/me", token=bad), 401, "unauthorized")
+        # A token signed under another storage secret is refused too (the
+        # same secret is shared trust: instances on one database accept each
+        # other's tokens).
+        other = Workspace()
+        self.addCleanup(other.cleanup)
+        env = {"LLM_PROXY_SECRET": "another-deployment-secret-0123456789abcdef"}
+        self.assertEqual(add_user(other, "vera", self.VIEWER_PW, "--role", "viewer",
+                                  env=env).returncode, 0)
+        serve2 = Serve(other, env=env)
+        self.addCleanup(serve2.kill)
+        foreign = self.token("vera", self.VIEWER_PW, serve=serve2)
+        self.assertError(self.api("GET", "/me", token=foreign), 401, "unauthorized")
+
+    def test_tokens_expire(self):
+        ws = Workspace()
+        self.addCleanup(ws.cleanup)
+        self.assertEqual(add_user(ws, "eve", "eve-password-1234").returncode, 0)
+        serve = Serve(ws, "--admin-token-ttl", "1")
+        self.addCleanup(serve.kill)
+        r = request(serve.port, "POST", "/admin/api/login",
+                    {"username": "eve", "password": "eve-password-1234"})
+        self.assertEqual(r.json()["expires_in"], 1)
+        token = r.json()["token"]
+        self.assertEqual(self.api("GET", "/me", token=token, serve=serve).status, 200)
+        wait_until(lambda: self.api("GET", "/me", token=token, serve=serve).status == 401, 5.0,
+                   message="the token to expire")
+        err = self.assertError(self.api("GET", "/me", token=token, serve=serve), 401,
+                               "unauthorized")
+        self.assertIn("sign in again", err["message"])
+
+    def test_password_change_and_removal_void_tokens_and_a_restart_does_not(self):
+        ws = Workspace()
+        self.addCleanup(ws.cleanup)
+        self.assertEqual(add_user(ws, "carl", "carl-password-1").returncode, 0)
+        serve = Serve(ws)
+        token = self.token("carl", "carl-password-1", serve=serve)
+        self.assertEqual(serve.stop(), 0)
+        serve = Serve(ws)  # same database secret: tokens survive a restart
+        self.addCleanup(serve.kill)
+        self.assertEqual(self.api("GET", "/me", token=token, serve=serve).status, 200)
+        p = subprocess.run([BIN, "--db", ws.db, "admin", "passwd", "carl", "--password-stdin"],
+                           input="carl-password-2\n", capture_output=True, text=True,
+                           env=base_env(), timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertError(self.api("GET", "/me", token=token, serve=serve), 401, "unauthorized")
+        self.assertError(self.login("carl", "carl-password-1", serve), 401, "unauthorized")
+        token = self.token("carl", "carl-password-2", serve=serve)
+        self.assertEqual(self.api("GET", "/me", token=token, serve=serve).status, 200)
+        self.assertEqual(self.api("DELETE", "/users/carl", token=token, serve=serve).status, 204)
+        self.assertError(self.api("GET", "/me", token=token, serve=serve), 401, "unauthorized")
+
+    def test_users_through_the_api(self):
+        admin = self.token("alice", self.ALICE_PW)
+        r = self.api("POST", "/users", {"username": "dora", "password": "dora-password-1",
+                                        "role": "viewer"}, token=admin)
+        self.assertEqual(r.status, 201, r.body)
+        self.assertEqual((r.json()["username"], r.json()["role"]), ("dora", "viewer"))
+        self.assertNotIn(b"password", r.body)
+        listed = self.api("GET", "/users", token=admin).json()
+        self.assertIn("dora", [u["username"] for u in listed])
+        self.assertFalse(any("hash" in json.dumps(u) for u in listed))
+        self.assertError(self.api("POST", "/users", {"username": "dora", "password": "x" * 12},
+                                  token=admin), 409, "conflict")
+        self.assertError(self.api("POST", "/users", {"username": "short", "password": "x"},
+                                  token=admin), 400, "invalid_request")
+        self.assertEqual(self.api("PATCH", "/users/dora", {"role": "admin"}, token=admin).status, 200)
+        dora = self.token("dora", "dora-password-1")
+        self.assertEqual(self.api("GET", "/me", token=dora).json()["role"], "admin")
+        self.assertEqual(self.api("DELETE", "/users/dora", token=admin).status, 204)
+        self.assertError(self.api("DELETE", "/users/dora", token=admin), 404, "not_found")
+        self.assertError(self.login("dora", "dora-password-1"), 401, "unauthorized")
+
+    def test_init_admin_creates_the_first_admin_once(self):
+        ws = Workspace()
+        self.addCleanup(ws.cleanup)
+        env = {"LLM_PROXY_ADMIN_PASSWORD": "root-password-123"}
+        serve = Serve(ws, "--init-admin", "root", env=env)
+        self.assertEqual(self.token("root", "root-password-123", serve=serve).count("."), 2)
+        self.assertEqual(serve.stop(), 0)
+        # Users exist now: a second start changes nothing.
+        serve = Serve(ws, "--init-admin", "root", env={"LLM_PROXY_ADMIN_PASSWORD": "other-pw-12345"})
+        self.addCleanup(serve.kill)
+        self.assertError(self.login("root", "other-pw-12345", serve), 401, "unauthorized")
+        self.token("root", "root-password-123", serve=serve)
+        # Without the password variable it refuses to start, in one line.
+        p = subprocess.run([BIN, "--db", Workspace().db, "serve", "--listen", "127.0.0.1:0",
+                            "--init-admin", "root"], capture_output=True, text=True,
+                           env=base_env(), timeout=30)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("LLM_PROXY_ADMIN_PASSWORD", p.stderr)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+
+    def test_login_attempts_are_rate_limited(self):
+        ws = Workspace()
+        self.addCleanup(ws.cleanup)
+        self.assertEqual(add_user(ws, "gus", "gus-password-123").returncode, 0)
+        self.assertEqual(add_user(ws, "hal", "hal-password-123").returncode, 0)
+        serve = Serve(ws)
+        self.addCleanup(serve.kill)
+        # 5 failures for one username block it, even with the right password.
+        for _ in range(5):
+            self.assertError(self.login("gus", "guess", serve), 401, "unauthorized")
+        r = self.login("gus", "gus-password-123", serve)  # right, but too late
+        self.assertError(r, 429, "rate_limited")
+        self.assertGreater(int(r.header("retry-after")), 0)
+        # Other users are not locked out by it.
+        self.token("hal", "hal-password-123", serve=serve)
+        # The same for a name that does not exist: nothing to learn from it.
+        for _ in range(5):
+            self.assertError(self.login("ghost", "guess", serve), 401, "unauthorized")
+        self.assertError(self.login("ghost", "guess", serve), 429, "rate_limited")
+        # That made 10 failures from this address: now it may not try anyone.
+        self.assertError(self.login("hal", "hal-password-123", serve), 429, "rate_limited")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,10 @@ ERRORS = {
                                 "Model has timed out in processing the request."),
     "test.error-throttle-v1:0": (429, "ThrottlingException",
                                  "Too many requests, please wait before trying again."),
+    # HTTP 400 like a ValidationException: only x-amzn-ErrorType tells them apart.
+    "test.error-quota-v1:0": (400, "ServiceQuotaExceededException",
+                              "Your request exceeds the service quota for your account. You can "
+                              "view your quotas at https://console.aws.amazon.com/servicequotas"),
     "test.error-internal-v1:0": (500, "InternalServerException",
                                  "The server encountered an internal error."),
     "test.error-unavailable-v1:0": (503, "ServiceUnavailableException",
@@ -413,6 +417,15 @@ def embedding_vector(text, size, normalize):
     return values
 
 
+def invoke_input_tokens(model, body):
+    """What AWS counts (and bills) for an InvokeModel embedding call, sent in the
+    X-Amzn-Bedrock-Input-Token-Count reply header: the same number as Titan's
+    inputTextTokenCount; Cohere's reply body has no count at all."""
+    if model in (TITAN_V1, TITAN_V2):
+        return words(body["inputText"]) + 1
+    return sum(words(t) + 1 for t in body["texts"])
+
+
 def invoke_reply(model, body):
     """InvokeModel for the embedding models, or raises Invalid."""
     if not isinstance(body, dict):
@@ -501,7 +514,10 @@ class FakeBedrock:
                 try:
                     if op == "invoke":
                         rec["reply"] = invoke_reply(model, body)
-                        return self.reply(200, rec["reply"])
+                        rec["input_tokens"] = invoke_input_tokens(model, body)
+                        return self.reply(200, rec["reply"], [
+                            ("X-Amzn-Bedrock-Invocation-Latency", "27"),
+                            ("X-Amzn-Bedrock-Input-Token-Count", str(rec["input_tokens"]))])
                     if model not in CHAT_MODELS:
                         raise Invalid("The provided model identifier is invalid.")
                     validate_converse(body)
@@ -955,6 +971,7 @@ class BedrockTest(unittest.TestCase):
             "missing": (404, "ResourceNotFoundException", None),
             "timeout": (504, "ModelTimeoutException", None),
             "throttle": (429, "ThrottlingException", "1"),
+            "quota": (429, "ServiceQuotaExceededException", "1"),  # AWS sends it as HTTP 400
             "internal": (500, "InternalServerException", None),
             "unavailable": (503, "ServiceUnavailableException", "1"),
         }
@@ -1050,6 +1067,7 @@ class BedrockTest(unittest.TestCase):
         self.assertEqual(doc["data"][0]["embedding"], reply["embedding"])
         self.assertEqual(len(doc["data"][0]["embedding"]), 256)
         n = reply["inputTextTokenCount"]
+        self.assertEqual(rec["input_tokens"], n)  # the header AWS sends says the same
         self.assertEqual(doc["usage"], {"prompt_tokens": n, "total_tokens": n})
         usage = self.ws.wait_usage_record("it-br-titan2")
         self.assertEqual((usage["prompt_tokens"], usage["completion_tokens"], usage["status"]),
@@ -1080,8 +1098,14 @@ class BedrockTest(unittest.TestCase):
         doc = r.json()
         self.assertEqual([d["index"] for d in doc["data"]], [0, 1, 2])
         self.assertEqual([d["embedding"] for d in doc["data"]], rec["reply"]["embeddings"])
-        self.assertEqual(doc["usage"], {"prompt_tokens": 0, "total_tokens": 0})
-        self.assertEqual(self.ws.wait_usage_record("it-br-cohere")["status"], 200)
+        # Cohere's reply body has no token count: it comes from the
+        # X-Amzn-Bedrock-Input-Token-Count header (3 + 3 + 2 = 8).
+        self.assertNotIn("meta", rec["reply"])
+        self.assertEqual(rec["input_tokens"], 8)
+        self.assertEqual(doc["usage"], {"prompt_tokens": 8, "total_tokens": 8})
+        usage = self.ws.wait_usage_record("it-br-cohere")
+        self.assertEqual((usage["prompt_tokens"], usage["completion_tokens"], usage["status"]),
+                         (8, 0, 200))
 
         # Base64, a client-chosen input_type, and a session-token connection.
         r = self.post("/v1/embeddings", {"model": "cohere-sts", "input": ["q1", "q2"],
@@ -1093,6 +1117,8 @@ class BedrockTest(unittest.TestCase):
         self.assertEqual(rec["body"]["input_type"], "search_query")
         self.assertEqual([floats32(d["embedding"]) for d in r.json()["data"]],
                          [as_float32(v) for v in rec["reply"]["embeddings"]])
+        self.assertEqual(self.ws.wait_usage_record("it-br-cohere-sts")["prompt_tokens"],
+                         rec["input_tokens"])
 
     def test_embedding_requests_bedrock_cannot_take(self):
         before = self.fake.count()

@@ -1,17 +1,20 @@
 """End to end through the real binary: a `google` connection behind a test
 upstream that speaks the Gemini API as Google documents it
-(https://ai.google.dev/api/generate-content): POST
-/v1beta/models/{model}:generateContent and :streamGenerateContent?alt=sse,
-the API key in `x-goog-api-key` (or `?key=`), GenerateContentRequest checked
-field by field the way Google's JSON front end does (unknown fields and wrong
-types are refused with 400 INVALID_ARGUMENT), GenerateContentResponse replies,
-`data: {...}\\r\\n\\r\\n` SSE chunks, and google.rpc error bodies."""
+(https://ai.google.dev/api/generate-content, https://ai.google.dev/api/embeddings):
+POST /v1beta/models/{model}:generateContent and :streamGenerateContent?alt=sse,
+:embedContent and :batchEmbedContents, the API key in `x-goog-api-key` (or
+`?key=`), requests checked field by field the way Google's JSON front end does
+(unknown fields and wrong types are refused with 400 INVALID_ARGUMENT),
+GenerateContentResponse / EmbedContentResponse / BatchEmbedContentsResponse
+replies, `data: {...}\\r\\n\\r\\n` SSE chunks, and google.rpc error bodies."""
 
 import base64
+import hashlib
 import json
 import http.server
 import os
 import re
+import struct
 import sys
 import threading
 import unittest
@@ -25,6 +28,10 @@ WRONG_KEY = "AIzaSy-revoked-key-ffffffffffffffffffff"
 THINKING_TOKENS = 5  # gemini-2.5-flash thinks by default and reports thoughtsTokenCount
 # Remote models the fake serves; anything else is NOT_FOUND, as at Google.
 KNOWN_MODELS = {"gemini-2.5-flash", "gemini-3-pro-preview"}
+# Embedding models and the (default) size of their vectors; embedContent /
+# batchEmbedContents only, as generateContent is only for the models above.
+EMBED_MODELS = {"gemini-embedding-001": 3072, "text-embedding-004": 768}
+MAX_BATCH = 100  # requests in one batchEmbedContents
 IMAGE_TOKENS = 258  # what Gemini counts for a small image
 SIGNATURE_PREFIX = "c2lnbmF0dXJl"  # base64 bytes, opaque to clients
 
@@ -71,6 +78,10 @@ SCHEMA = {
     "ToolConfig": {"functionCallingConfig": "FunctionCallingConfig", "retrievalConfig": STRUCT},
     "FunctionCallingConfig": {"mode": "mode", "allowedFunctionNames": ("list", "string")},
     "SafetySetting": {"category": "string", "threshold": "string"},
+    "EmbedContentRequest": {"model": "string", "content": "Content", "taskType": "taskType",
+                            "title": "string", "outputDimensionality": "int"},
+    "BatchEmbedContentsRequest": {"model": "string",
+                                  "requests": ("list", "EmbedContentRequest")},
     "GenerationConfig": {
         "stopSequences": ("list", "string"), "responseMimeType": "string",
         "responseSchema": "Schema", "responseJsonSchema": ANY, "responseModalities": ("list", "string"),
@@ -84,6 +95,9 @@ PART_DATA = ("text", "inlineData", "fileData", "functionCall", "functionResponse
              "executableCode", "codeExecutionResult")
 TYPES = {"TYPE_UNSPECIFIED", "STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"}
 MODES = {"MODE_UNSPECIFIED", "AUTO", "ANY", "NONE", "VALIDATED"}
+TASK_TYPES = {"TASK_TYPE_UNSPECIFIED", "RETRIEVAL_QUERY", "RETRIEVAL_DOCUMENT",
+              "SEMANTIC_SIMILARITY", "CLASSIFICATION", "CLUSTERING", "QUESTION_ANSWERING",
+              "FACT_VERIFICATION", "CODE_RETRIEVAL_QUERY"}
 
 
 def camel(name):
@@ -97,6 +111,14 @@ def snake(name):
 
 class Invalid(Exception):
     """400 INVALID_ARGUMENT, with the message Google's front end writes."""
+
+
+class Failed(Exception):
+    """One of the ERRORS, asked for with a "fail:<code>" text."""
+
+    def __init__(self, doc):
+        super().__init__(doc["error"]["message"])
+        self.doc = doc
 
 
 def check(message, value, where, violations):
@@ -157,6 +179,8 @@ def check_value(kind, v, at, violations):
         return v if isinstance(v, str) and v.upper() in TYPES else bad("TYPE_ENUM")
     if kind == "mode":
         return v if isinstance(v, str) and v in MODES else bad("TYPE_ENUM")
+    if kind == "taskType":
+        return v if isinstance(v, str) and v in TASK_TYPES else bad("TYPE_ENUM")
     raise AssertionError(kind)
 
 
@@ -292,11 +316,12 @@ class FakeGemini:
                           "raw": raw, "body": None}
                 with fake._lock:
                     fake.requests.append(record)
-                m = re.fullmatch(r"/v1beta/models/([^/:]+):(generateContent|streamGenerateContent)",
-                                 url.path)
+                m = re.fullmatch(r"/v1beta/models/([^/:]+):(generateContent|streamGenerateContent|"
+                                 r"embedContent|batchEmbedContents)", url.path)
                 if not m:
                     return self.reply(404, google_error(404, "NOT_FOUND", "Method not found."))
                 model, method = m.groups()
+                embedding = method in ("embedContent", "batchEmbedContents")
                 key = self.headers.get("x-goog-api-key") or (query.get("key") or [None])[0]
                 if not key:
                     return self.reply(403, google_error(
@@ -309,10 +334,10 @@ class FakeGemini:
                         [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
                           "reason": "API_KEY_INVALID", "domain": "googleapis.com",
                           "metadata": {"service": "generativelanguage.googleapis.com"}}]))
-                if model not in KNOWN_MODELS:
+                if model not in (EMBED_MODELS if embedding else KNOWN_MODELS):
                     return self.reply(404, google_error(
                         404, "NOT_FOUND", f"models/{model} is not found for API version v1beta, "
-                        "or is not supported for generateContent. Call ListModels to see the list "
+                        f"or is not supported for {method}. Call ListModels to see the list "
                         "of available models and their supported methods."))
                 try:
                     doc = json.loads(raw)
@@ -320,13 +345,24 @@ class FakeGemini:
                     return self.reply(400, google_error(
                         400, "INVALID_ARGUMENT", "Invalid JSON payload received."))
                 violations = []
-                req = check("GenerateContentRequest", doc, "", violations)
+                message = {"embedContent": "EmbedContentRequest",
+                           "batchEmbedContents": "BatchEmbedContentsRequest"}.get(
+                               method, "GenerateContentRequest")
+                req = check(message, doc, "", violations)
                 if violations:
                     return self.reply(400, google_error(
                         400, "INVALID_ARGUMENT", "\n".join(violations),
                         [{"@type": "type.googleapis.com/google.rpc.BadRequest",
                           "fieldViolations": [{"description": v} for v in violations]}]))
                 record["body"] = req
+                if embedding:
+                    try:
+                        record["reply"] = fake.embed(model, method, req)
+                    except Invalid as e:
+                        return self.reply(400, google_error(400, "INVALID_ARGUMENT", str(e)))
+                    except Failed as e:
+                        return self.reply(e.doc["error"]["code"], e.doc)
+                    return self.reply(200, record["reply"])
                 try:
                     semantic_checks(req, model)
                 except Invalid as e:
@@ -430,6 +466,47 @@ class FakeGemini:
         return {"candidates": [cand], "usageMetadata": self.usage(model, req, parts),
                 "modelVersion": model, "responseId": self.response_id()}
 
+    def embed(self, model, method, req):
+        """EmbedContentResponse / BatchEmbedContentsResponse, or raises Invalid or Failed."""
+        batch = method == "batchEmbedContents"
+        requests = req.get("requests", []) if batch else [req]
+        if batch and not requests:
+            raise Invalid("* BatchEmbedContentsRequest.requests: requests is not specified")
+        if len(requests) > MAX_BATCH:
+            raise Invalid(f"* BatchEmbedContentsRequest.requests: at most {MAX_BATCH} requests "
+                          "can be in one batch")
+        size = EMBED_MODELS[model]
+        embeddings, tokens = [], 0
+        for i, r in enumerate(requests):
+            where = f"BatchEmbedContentsRequest.requests[{i}]" if batch else "EmbedContentRequest"
+            named = r.get("model")
+            if batch and not named:
+                raise Invalid(f"* {where}.model: model is required")
+            if named is not None and named != f"models/{model}":
+                raise Invalid(f"* {where}.model: the model in the request ({named}) does not "
+                              f"match the model in the URL (models/{model})")
+            parts = r.get("content", {}).get("parts", [])
+            if not parts:
+                raise Invalid(f"* {where}.content: content is not specified")
+            if any("text" not in p for p in parts):
+                raise Invalid(f"* {where}.content: only text parts can be embedded by {model}")
+            text = " ".join(p["text"] for p in parts)
+            if not text.strip():
+                raise Invalid(f"* {where}.content.parts[0].text: text must not be empty")
+            dims = r.get("outputDimensionality", size)
+            if not 1 <= dims <= size:
+                raise Invalid(f"* {where}.output_dimensionality: must be between 1 and {size} "
+                              f"for {model}")
+            if text.startswith("fail:"):
+                raise Failed(ERRORS[int(text[5:])])
+            embeddings.append({"values": embedding_values(r.get("taskType", ""), text, dims)})
+            tokens += len(words(text))
+        usage = {"promptTokenCount": tokens,
+                 "promptTokenDetails": [{"modality": "TEXT", "tokenCount": tokens}]}
+        if batch:
+            return {"embeddings": embeddings, "usageMetadata": usage}
+        return {"embedding": embeddings[0], "usageMetadata": usage}
+
     def chunks(self, model, req):
         parts, reason = self.plan(model, req)
         rid = self.response_id()
@@ -445,6 +522,16 @@ class FakeGemini:
                         "usageMetadata": self.usage(model, req, parts, final=final),
                         "modelVersion": model, "responseId": rid})
         return out
+
+
+def embedding_values(task, text, size):
+    """A deterministic vector for the text, as float32-representable decimals."""
+    seed = hashlib.sha256(f"{task}|{text}".encode()).digest()
+    values = []
+    while len(values) < size:
+        seed = hashlib.sha256(seed).digest()
+        values += [round(b / 127.5 - 1.0, 6) for b in seed]
+    return values[:size]
 
 
 def chat(model, text, **extra):
@@ -479,7 +566,11 @@ class GoogleTest(unittest.TestCase):
         ws.model("ghost", "gemini-0-nope", "gem")
         ws.model("revoked", "gemini-2.5-flash", "gem-revoked")
         ws.model("keyless", "gemini-2.5-flash", "gem-keyless")
-        cls.key, _ = ws.vkey("app", model_id=["flash", "gem3", "ghost", "revoked", "keyless"])
+        ws.model("gembed", "gemini-embedding-001", "gem", input_price=0.15, output_price=0)
+        ws.model("gembed4", "text-embedding-004", "gem")
+        ws.model("gembed-ghost", "embedding-0-nope", "gem")
+        cls.key, _ = ws.vkey("app", model_id=["flash", "gem3", "ghost", "revoked", "keyless",
+                                              "gembed", "gembed4", "gembed-ghost"])
         cls.log_file = os.path.join(ws.dir, "access.log")
         cls.serve = Serve(ws, "--log-file", cls.log_file, "--log-bodies")
         cls.addClassCleanup(cls.serve.stop)
@@ -771,6 +862,128 @@ class GoogleTest(unittest.TestCase):
                 else:
                     self.assertEqual(sent["headers"].get("x-goog-api-key"), WRONG_KEY)
                 self.assertEqual(self.ws.wait_usage_record(rid)["status"], 502)
+
+    # ---- embeddings ---------------------------------------------------------------
+
+    def embed(self, body, request_id=None):
+        headers = {"x-request-id": request_id} if request_id else None
+        return self.serve.post("/v1/embeddings", body, key=self.key, headers=headers)
+
+    def test_one_input_is_embed_content(self):
+        for input_ in ("hello embedding world", ["hello embedding world"]):
+            with self.subTest(input=input_):
+                before = len(self.fake.requests)
+                rid = f"it-gem-emb-one-{isinstance(input_, list)}"
+                r = self.embed({"model": "gembed", "input": input_, "dimensions": 768,
+                                "encoding_format": "float"}, rid)
+                self.assertEqual(r.status, 200, r.body)
+                [sent] = self.sent(before)
+                self.assertEqual(sent["path"], "/v1beta/models/gemini-embedding-001:embedContent")
+                self.assertEqual(sent["query"], {}, "the key never goes in the URL")
+                self.assertEqual(sent["headers"].get("x-goog-api-key"), UPSTREAM_KEY)
+                self.assertNotIn(self.key.encode(), sent["raw"])
+                # EmbedContentRequest: the model is in the URL; dimensions → outputDimensionality.
+                self.assertEqual(sent["body"], {
+                    "content": {"parts": [{"text": "hello embedding world"}]},
+                    "outputDimensionality": 768})
+                doc = r.json()
+                self.assertEqual(doc["object"], "list")
+                self.assertEqual(doc["model"], "gemini-embedding-001")
+                [item] = doc["data"]
+                self.assertEqual((item["object"], item["index"]), ("embedding", 0))
+                self.assertEqual(item["embedding"], sent["reply"]["embedding"]["values"])
+                self.assertEqual(len(item["embedding"]), 768)
+                # usageMetadata.promptTokenCount: one token per word in the fake
+                self.assertEqual(doc["usage"], {"prompt_tokens": 3, "total_tokens": 3})
+                rec = self.ws.wait_usage_record(rid)
+                self.assertEqual((rec["prompt_tokens"], rec["completion_tokens"], rec["status"]),
+                                 (3, 0, 200))
+                self.assertEqual(rec["model"], "gembed")
+                self.assertAlmostEqual(rec["cost"], 3 * 0.15 / 1e6)
+
+    def test_several_inputs_are_one_batch(self):
+        texts = ["first document here", "second one", "third"]
+        before = len(self.fake.requests)
+        r = self.embed({"model": "gembed4", "input": texts}, "it-gem-emb-batch")
+        self.assertEqual(r.status, 200, r.body)
+        [sent] = self.sent(before)
+        self.assertEqual(sent["path"], "/v1beta/models/text-embedding-004:batchEmbedContents")
+        self.assertEqual(sent["body"], {"requests": [
+            {"model": "models/text-embedding-004", "content": {"parts": [{"text": t}]}}
+            for t in texts]})
+        doc = r.json()
+        self.assertEqual([d["index"] for d in doc["data"]], [0, 1, 2])
+        self.assertEqual([d["embedding"] for d in doc["data"]],
+                         [e["values"] for e in sent["reply"]["embeddings"]])
+        self.assertEqual({len(d["embedding"]) for d in doc["data"]}, {768})  # the model's size
+        self.assertEqual(doc["usage"], {"prompt_tokens": 6, "total_tokens": 6})
+        rec = self.ws.wait_usage_record("it-gem-emb-batch")
+        self.assertEqual((rec["prompt_tokens"], rec["status"]), (6, 200))
+
+    def test_base64_embeddings_are_little_endian_float32(self):
+        # What the OpenAI SDKs ask for when the caller does not choose.
+        before = len(self.fake.requests)
+        r = self.embed({"model": "gembed", "input": ["x y", "z"], "encoding_format": "base64",
+                        "dimensions": 256}, "it-gem-emb-b64")
+        self.assertEqual(r.status, 200, r.body)
+        [sent] = self.sent(before)
+        self.assertEqual([q["outputDimensionality"] for q in sent["body"]["requests"]], [256, 256])
+        got = [d["embedding"] for d in r.json()["data"]]
+        self.assertTrue(all(isinstance(g, str) for g in got))
+        decoded = [list(struct.unpack(f"<{len(base64.b64decode(g)) // 4}f", base64.b64decode(g)))
+                   for g in got]
+        want = [list(struct.unpack("<256f", struct.pack("<256f", *e["values"])))
+                for e in sent["reply"]["embeddings"]]
+        self.assertEqual(decoded, want)
+
+    def test_embedding_errors_mapped(self):
+        cases = [  # (body, status, Google's status or our code, says, Retry-After)
+            ({"model": "gembed", "input": "x", "dimensions": 5000}, 400, "INVALID_ARGUMENT",
+             "output_dimensionality", None),
+            ({"model": "gembed", "input": [f"t{i}" for i in range(101)]}, 400,
+             "INVALID_ARGUMENT", "at most 100 requests", None),
+            ({"model": "gembed", "input": ["ok", ""]}, 400, "INVALID_ARGUMENT",
+             "text must not be empty", None),
+            ({"model": "gembed", "input": "fail:429"}, 429, "RESOURCE_EXHAUSTED",
+             "exceeded your current quota", "18"),
+            ({"model": "gembed", "input": ["a", "fail:503"]}, 503, "UNAVAILABLE", "overloaded", "1"),
+            ({"model": "gembed-ghost", "input": "x"}, 404, "NOT_FOUND",
+             "models/embedding-0-nope is not found", None),
+        ]
+        for i, (body, status, code, says, retry) in enumerate(cases):
+            with self.subTest(code=code, says=says):
+                rid = f"it-gem-emb-err-{i}"
+                r = self.embed(body, rid)
+                err = self.assertOpenAIError(r, status, code.lower(), code)
+                self.assertIn("connection 'gem'", err["message"])
+                self.assertIn(says, err["message"])
+                self.assertEqual(r.header("retry-after"), retry)
+                rec = self.ws.wait_usage_record(rid)
+                self.assertEqual((rec["status"], rec["prompt_tokens"]), (status, 0))
+
+    def test_embedding_requests_refused_before_sending(self):
+        before = len(self.fake.requests)
+        cases = [({"model": "gembed", "input": [[1, 2, 3]]}, "input"),
+                 ({"model": "gembed", "input": []}, "input"),
+                 ({"model": "gembed", "input": "x", "encoding_format": "int8"}, "encoding_format"),
+                 ({"model": "gembed", "input": "x", "dimensions": "256"}, "dimensions")]
+        for body, param in cases:
+            with self.subTest(body=body):
+                r = self.embed(body)
+                err = self.assertOpenAIError(r, 400, "invalid_request_error",
+                                             "unsupported_parameter")
+                self.assertEqual(err["param"], param)
+        self.assertEqual(len(self.fake.requests), before, "nothing reached Google")
+
+    def test_embedding_models_only_embed(self):
+        # Gemini serves embedContent for embedding models only, and
+        # generateContent for the others; the fake refuses the mix-up as Google does.
+        r = self.post(chat("gembed", "hi"))
+        err = self.assertOpenAIError(r, 404, "not_found", "NOT_FOUND")
+        self.assertIn("not supported for generateContent", err["message"])
+        r = self.embed({"model": "flash", "input": "hi"})
+        err = self.assertOpenAIError(r, 404, "not_found", "NOT_FOUND")
+        self.assertIn("not supported for embedContent", err["message"])
 
     # ---- limits and logs --------------------------------------------------------
 

@@ -372,7 +372,7 @@ class PassThroughTest(ServeCase):
         self.assertEqual(r.status, 200, r.body)
         body = r.json()
         self.assertEqual(body["status"], "ok")
-        self.assertEqual(body["backend"], "sqlite")
+        self.assertEqual(body["backend"], self.ws.backend)
 
     def test_azure_deployment_url_and_api_key_header(self):
         r = self.serve.post("/v1/chat/completions", chat_body("azm", "to azure"), key=self.key)

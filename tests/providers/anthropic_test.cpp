@@ -139,7 +139,8 @@ TEST(AnthropicErrors, OverloadedBecomes503WithRetryHintsAndShapeIsOpenAI) {
   Connection c;
   c.name = "claude";
   Reply r = adapter.map_error(
-      c, 529, R"({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})");
+      c, 529, R"({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})",
+      no_headers());
   EXPECT_EQ(r.status, 503);
   Json body = Json::parse(r.body);
   EXPECT_EQ(body["error"]["type"], "overloaded_error");
@@ -148,7 +149,9 @@ TEST(AnthropicErrors, OverloadedBecomes503WithRetryHintsAndShapeIsOpenAI) {
   for (auto& [k, v] : r.headers) retry_after |= k == "Retry-After";
   EXPECT_TRUE(retry_after);
   Reply bad = adapter.map_error(
-      c, 400, R"({"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: too big"}})");
+      c, 400,
+      R"({"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: too big"}})",
+      no_headers());
   EXPECT_EQ(bad.status, 400);
   EXPECT_EQ(Json::parse(bad.body)["error"]["type"], "invalid_request_error");
 }

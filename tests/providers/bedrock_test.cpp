@@ -485,7 +485,8 @@ TEST(BedrockReply, BecomesChatCompletion) {
   Reply r = adapter.translate_reply(
       request_for(body, false), 200,
       R"({"output":{"message":{"role":"assistant","content":[{"text":"Hi"}]}},
-                                        "stopReason":"max_tokens","usage":{"inputTokens":3,"outputTokens":4,"totalTokens":7}})");
+                                        "stopReason":"max_tokens","usage":{"inputTokens":3,"outputTokens":4,"totalTokens":7}})",
+      no_headers());
   EXPECT_EQ(r.status, 200);
   Json c = Json::parse(r.body);
   EXPECT_EQ(c["model"], "haiku");
@@ -495,7 +496,8 @@ TEST(BedrockReply, BecomesChatCompletion) {
   EXPECT_EQ(r.usage.prompt_tokens, 3);
   EXPECT_EQ(r.usage.completion_tokens, 4);
   EXPECT_TRUE(r.usage.reported);
-  EXPECT_EQ(adapter.translate_reply(request_for(body, false), 200, "not json").status, 502);
+  EXPECT_EQ(adapter.translate_reply(request_for(body, false), 200, "not json", no_headers()).status,
+            502);
 }
 
 // ---------------------------------------------------------------- errors ---
@@ -512,7 +514,7 @@ TEST(BedrockErrors, MapToFaithfulStatusesWithRetryHints) {
   Connection c;
   c.name = "aws";
   Reply throttled = adapter.map_error(
-      c, 429, R"({"message":"Too many requests, please wait before trying again."})");
+      c, 429, R"({"message":"Too many requests, please wait before trying again."})", no_headers());
   EXPECT_EQ(throttled.status, 429);
   EXPECT_TRUE(has_header(throttled, "Retry-After", "1"));
   Json body = Json::parse(throttled.body);
@@ -521,36 +523,38 @@ TEST(BedrockErrors, MapToFaithfulStatusesWithRetryHints) {
   EXPECT_NE(body["error"]["message"].get<std::string>().find("Too many requests"),
             std::string::npos);
 
-  Reply invalid =
-      adapter.map_error(c, 400, R"({"message":"The provided model identifier is invalid."})");
+  Reply invalid = adapter.map_error(
+      c, 400, R"({"message":"The provided model identifier is invalid."})", no_headers());
   EXPECT_EQ(invalid.status, 400);
   EXPECT_EQ(Json::parse(invalid.body)["error"]["type"], "ValidationException");
   EXPECT_TRUE(invalid.headers.empty());
 
-  Reply missing = adapter.map_error(c, 404, R"({"Message":"Model not found"})");
+  Reply missing = adapter.map_error(c, 404, R"({"Message":"Model not found"})", no_headers());
   EXPECT_EQ(missing.status, 404);
   EXPECT_EQ(Json::parse(missing.body)["error"]["type"], "ResourceNotFoundException");
 
-  Reply unavailable = adapter.map_error(c, 503, R"({"message":"Service unavailable"})");
+  Reply unavailable =
+      adapter.map_error(c, 503, R"({"message":"Service unavailable"})", no_headers());
   EXPECT_EQ(unavailable.status, 503);
   EXPECT_TRUE(has_header(unavailable, "Retry-After", "1"));
   EXPECT_TRUE(has_header(unavailable, "x-should-retry", "true"));
   EXPECT_EQ(Json::parse(unavailable.body)["error"]["type"], "ServiceUnavailableException");
   Reply not_ready = adapter.map_error(
-      c, 429, R"({"__type":"ModelNotReadyException","message":"Model is not ready"})");
+      c, 429, R"({"__type":"ModelNotReadyException","message":"Model is not ready"})",
+      no_headers());
   EXPECT_EQ(not_ready.status, 503);
   EXPECT_EQ(Json::parse(not_ready.body)["error"]["type"], "ModelNotReadyException");
   Reply not_ready2 = adapter.map_error(
-      c, 429,
-      R"({"message":"Model is not ready for inference. Wait and try your request again."})");
+      c, 429, R"({"message":"Model is not ready for inference. Wait and try your request again."})",
+      no_headers());
   EXPECT_EQ(not_ready2.status, 503);
   EXPECT_TRUE(has_header(not_ready2, "x-should-retry", "true"));
 
-  Reply timeout = adapter.map_error(c, 408, R"({"message":"Model has timed out"})");
+  Reply timeout = adapter.map_error(c, 408, R"({"message":"Model has timed out"})", no_headers());
   EXPECT_EQ(timeout.status, 504);
   EXPECT_EQ(Json::parse(timeout.body)["error"]["type"], "ModelTimeoutException");
 
-  Reply odd = adapter.map_error(c, 500, "<html>oops</html>");
+  Reply odd = adapter.map_error(c, 500, "<html>oops</html>", no_headers());
   EXPECT_EQ(odd.status, 500);
   EXPECT_EQ(Json::parse(odd.body)["error"]["type"], "InternalServerException");
 }
@@ -852,7 +856,8 @@ TEST(BedrockEmbeddings, RepliesBecomeOpenAIEmbeddingLists) {
   in.endpoint = Endpoint::kEmbeddings;
   Reply titan = adapter.translate_reply(
       in, 200,
-      R"({"embedding":[0.5,-1.25,0.0],"inputTextTokenCount":7,"embeddingsByType":{"float":[0.5,-1.25,0.0]}})");
+      R"({"embedding":[0.5,-1.25,0.0],"inputTextTokenCount":7,"embeddingsByType":{"float":[0.5,-1.25,0.0]}})",
+      no_headers());
   EXPECT_EQ(titan.status, 200);
   EXPECT_EQ(Json::parse(titan.body), Json::parse(R"({"object":"list",
     "data":[{"object":"embedding","index":0,"embedding":[0.5,-1.25,0.0]}],
@@ -866,7 +871,8 @@ TEST(BedrockEmbeddings, RepliesBecomeOpenAIEmbeddingLists) {
   in64.endpoint = Endpoint::kEmbeddings;
   Reply cohere = adapter.translate_reply(
       in64, 200,
-      R"({"embeddings":[[0.5,-1.25],[2.0,0.125]],"id":"e-1","response_type":"embeddings_floats","texts":["a","b"]})");
+      R"({"embeddings":[[0.5,-1.25],[2.0,0.125]],"id":"e-1","response_type":"embeddings_floats","texts":["a","b"]})",
+      no_headers());
   EXPECT_EQ(cohere.status, 200);
   Json list = Json::parse(cohere.body);
   EXPECT_EQ(list["model"], "cohere");
@@ -880,13 +886,87 @@ TEST(BedrockEmbeddings, RepliesBecomeOpenAIEmbeddingLists) {
 
   // Cohere's embeddings_by_type shape (v4 / embedding_types).
   Reply by_type = adapter.translate_reply(
-      in, 200, R"({"embeddings":{"float":[[1.0]]},"id":"e-2","response_type":"embeddings_by_type"})");
+      in, 200,
+      R"({"embeddings":{"float":[[1.0]]},"id":"e-2","response_type":"embeddings_by_type"})",
+      no_headers());
   EXPECT_EQ(Json::parse(by_type.body)["data"][0]["embedding"], Json::parse("[1.0]"));
 
-  Reply odd = adapter.translate_reply(in, 200, R"({"completion":"not an embedding"})");
+  Reply odd =
+      adapter.translate_reply(in, 200, R"({"completion":"not an embedding"})", no_headers());
   EXPECT_EQ(odd.status, 502);
   EXPECT_EQ(Json::parse(odd.body)["error"]["code"], "upstream_bad_reply");
-  EXPECT_EQ(adapter.translate_reply(in, 200, "[1,2]").status, 502);
+  EXPECT_EQ(adapter.translate_reply(in, 200, "[1,2]", no_headers()).status, 502);
+}
+
+// Bedrock reports an InvokeModel call's input tokens only in the
+// X-Amzn-Bedrock-Input-Token-Count reply header: Cohere's body has no count.
+TEST(BedrockEmbeddings, InputTokenCountComesFromTheReplyHeader) {
+  Adapter adapter;
+  std::string body = R"({"model":"cohere","input":["a b","c"]})";
+  InboundRequest in = request_for(body, false);
+  in.endpoint = Endpoint::kEmbeddings;
+  const std::string cohere_reply =
+      R"({"embeddings":[[0.5],[2.0]],"id":"e-1","response_type":"embeddings_floats","texts":["a b","c"]})";
+  HeaderList aws({{"x-amzn-RequestId", "5d1e7f2a"},
+                  {"X-Amzn-Bedrock-Invocation-Latency", "31"},
+                  {"X-Amzn-Bedrock-Input-Token-Count", "12"}});
+  Reply cohere = adapter.translate_reply(in, 200, cohere_reply, aws);
+  EXPECT_EQ(cohere.status, 200);
+  EXPECT_EQ(cohere.usage.prompt_tokens, 12);
+  EXPECT_EQ(cohere.usage.completion_tokens, 0);
+  EXPECT_TRUE(cohere.usage.reported);
+  EXPECT_EQ(Json::parse(cohere.body)["usage"],
+            Json::parse(R"({"prompt_tokens":12,"total_tokens":12})"));
+
+  // Header names are case-insensitive (HTTP/2 proxies send them lower-case).
+  HeaderList lower({{"x-amzn-bedrock-input-token-count", " 5 "}});
+  EXPECT_EQ(adapter.translate_reply(in, 200, cohere_reply, lower).usage.prompt_tokens, 5);
+
+  // Titan: the header (what AWS bills) wins over the body's inputTextTokenCount,
+  // which is still used when the header is missing or not a count.
+  const std::string titan_reply = R"({"embedding":[0.5],"inputTextTokenCount":7})";
+  EXPECT_EQ(adapter.translate_reply(in, 200, titan_reply, aws).usage.prompt_tokens, 12);
+  EXPECT_EQ(adapter.translate_reply(in, 200, titan_reply, no_headers()).usage.prompt_tokens, 7);
+  for (const char* bad : {"", "abc", "-3", "12x", "99999999999999999999"}) {
+    HeaderList odd({{"X-Amzn-Bedrock-Input-Token-Count", bad}});
+    EXPECT_EQ(input_token_count(odd), std::nullopt) << bad;
+    EXPECT_EQ(adapter.translate_reply(in, 200, titan_reply, odd).usage.prompt_tokens, 7) << bad;
+    EXPECT_EQ(adapter.translate_reply(in, 200, cohere_reply, odd).usage.prompt_tokens, 0) << bad;
+  }
+}
+
+// restJson1 errors name their type only in the x-amzn-ErrorType header.
+TEST(BedrockErrors, TypeFromTheErrorTypeHeaderWhenTheBodyHasNone) {
+  Adapter adapter;
+  Connection c;
+  c.name = "aws";
+  // A quota error is HTTP 400: from the status alone it would pass for a
+  // ValidationException; it is a 429 the client should back off from.
+  HeaderList quota({{"x-amzn-ErrorType",
+                     "ServiceQuotaExceededException:http://internal.amazon.com/coral/"
+                     "com.amazon.bedrock/"}});
+  Reply r =
+      adapter.map_error(c, 400, R"({"message":"Your request exceeds the service quota."})", quota);
+  EXPECT_EQ(r.status, 429);
+  EXPECT_TRUE(has_header(r, "Retry-After", "1"));
+  Json body = Json::parse(r.body);
+  EXPECT_EQ(body["error"]["type"], "ServiceQuotaExceededException");
+  EXPECT_EQ(body["error"]["code"], "ServiceQuotaExceededException");
+
+  // A namespaced type, and a 429 that is really "model not ready" (a 503).
+  HeaderList not_ready({{"X-Amzn-ErrorType", "com.amazon.bedrock#ModelNotReadyException"}});
+  Reply nr = adapter.map_error(c, 429, R"({"message":"Try again."})", not_ready);
+  EXPECT_EQ(nr.status, 503);
+  EXPECT_EQ(Json::parse(nr.body)["error"]["type"], "ModelNotReadyException");
+
+  // The body's own __type comes first; a blank header changes nothing.
+  Reply both =
+      adapter.map_error(c, 400, R"({"__type":"ValidationException","message":"bad"})", quota);
+  EXPECT_EQ(both.status, 400);
+  EXPECT_EQ(Json::parse(both.body)["error"]["type"], "ValidationException");
+  HeaderList blank({{"x-amzn-ErrorType", ""}});
+  Reply guessed = adapter.map_error(c, 404, R"({"message":"gone"})", blank);
+  EXPECT_EQ(Json::parse(guessed.body)["error"]["type"], "ResourceNotFoundException");
 }
 
 }  // namespace

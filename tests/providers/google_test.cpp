@@ -276,7 +276,8 @@ TEST(GoogleReply, BlockedPromptIsContentFilter) {
   in.body = body;
   in.request_id = "r1";
   Reply r = adapter.translate_reply(in, 200, R"({"promptFeedback":{"blockReason":"SAFETY"},
-    "usageMetadata":{"promptTokenCount":8,"totalTokenCount":8}})");
+    "usageMetadata":{"promptTokenCount":8,"totalTokenCount":8}})",
+                                    no_headers());
   EXPECT_EQ(r.status, 200);
   Json out = Json::parse(r.body);
   EXPECT_EQ(out["id"], "chatcmpl-r1");
@@ -286,7 +287,7 @@ TEST(GoogleReply, BlockedPromptIsContentFilter) {
   EXPECT_EQ(r.usage.prompt_tokens, 8);
   EXPECT_EQ(r.usage.completion_tokens, 0);
   EXPECT_TRUE(r.usage.reported);
-  EXPECT_EQ(adapter.translate_reply(in, 200, "not json").status, 502);
+  EXPECT_EQ(adapter.translate_reply(in, 200, "not json", no_headers()).status, 502);
 }
 
 Connection google_connection(const std::string& endpoint) {
@@ -333,25 +334,51 @@ TEST(GoogleAdapter, BuildsUrlsAndKeepsTheKeyOutOfThem) {
   EXPECT_EQ(Json::parse(req.body)["contents"][0]["parts"][0]["text"], "x");
 }
 
-TEST(GoogleEmbeddings, RequestAndReply) {
-  EXPECT_EQ(to_batch_embed_request(Json::parse(R"({"model":"e","input":["a","b"]})"),
-                                   "text-embedding-004"),
-            Json::parse(R"({"requests":[
+TEST(GoogleEmbeddings, OneTextIsEmbedContentSeveralABatch) {
+  EmbedRequest one = to_embed_request(Json::parse(R"({"model":"e","input":"a","dimensions":256})"),
+                                      "gemini-embedding-001");
+  EXPECT_FALSE(one.batch);
+  // EmbedContentRequest: the model is in the URL, not the body.
+  EXPECT_EQ(one.body,
+            Json::parse(R"({"content":{"parts":[{"text":"a"}]},"outputDimensionality":256})"));
+  EXPECT_FALSE(to_embed_request(Json::parse(R"({"input":["only"]})"), "m").batch);
+
+  EmbedRequest many =
+      to_embed_request(Json::parse(R"({"model":"e","input":["a","b"]})"), "text-embedding-004");
+  EXPECT_TRUE(many.batch);
+  EXPECT_EQ(many.body, Json::parse(R"({"requests":[
               {"model":"models/text-embedding-004","content":{"parts":[{"text":"a"}]}},
               {"model":"models/text-embedding-004","content":{"parts":[{"text":"b"}]}}]})"));
-  EXPECT_EQ(to_batch_embed_request(Json::parse(R"({"input":"one"})"), "m")["requests"].size(), 1u);
-  for (const char* bad : {R"({"input":[1,2,3]})", R"({"input":[[1,2]]})", R"({"input":[]})"}) {
+  EXPECT_EQ(to_embed_request(Json::parse(R"({"input":["a","b"],"dimensions":8,
+                                             "encoding_format":"base64","user":"u"})"),
+                             "m")
+                .body["requests"][1]["outputDimensionality"],
+            8);
+
+  std::pair<const char*, const char*> refused[] = {
+      {R"({"input":[1,2,3]})", "input"},
+      {R"({"input":[[1,2]]})", "input"},
+      {R"({"input":[]})", "input"},
+      {R"({"input":{"text":"a"}})", "input"},
+      {R"({"input":"a","dimensions":"256"})", "dimensions"},
+      {R"({"input":"a","dimensions":0})", "dimensions"},
+      {R"({"input":"a","dimensions":1.5})", "dimensions"},
+      {R"({"input":"a","encoding_format":"int8"})", "encoding_format"},
+  };
+  for (auto [bad, param] : refused) {
     try {
-      to_batch_embed_request(Json::parse(bad), "m");
+      to_embed_request(Json::parse(bad), "m");
       ADD_FAILURE() << bad;
     } catch (const RequestError& e) {
-      EXPECT_EQ(e.param(), "input");
+      EXPECT_EQ(e.param(), param) << bad;
     }
   }
+}
 
+TEST(GoogleEmbeddings, ThroughTheAdapter) {
   Adapter adapter;
   Connection c = google_connection("");
-  routing::Route route{&c, nullptr, nullptr, "text-embedding-004"};
+  routing::Route route{&c, nullptr, nullptr, "gemini-embedding-001"};
   std::string body = R"({"model":"alias","input":["a","b"]})";
   InboundRequest in;
   in.endpoint = Endpoint::kEmbeddings;
@@ -359,24 +386,55 @@ TEST(GoogleEmbeddings, RequestAndReply) {
   in.route = &route;
   in.stream_requested = false;
   UpstreamRequest req = adapter.build_request(in, route);
-  EXPECT_EQ(req.target, "/v1beta/models/text-embedding-004:batchEmbedContents");
-  Reply r =
-      adapter.translate_reply(in, 200, R"({"embeddings":[{"values":[0.5,-1]},{"values":[2]}]})");
+  EXPECT_EQ(req.target, "/v1beta/models/gemini-embedding-001:batchEmbedContents");
+  Reply r = adapter.translate_reply(in, 200, R"({"embeddings":[{"values":[0.5,-1]},{"values":[2]}],
+    "usageMetadata":{"promptTokenCount":3,"promptTokenDetails":[{"modality":"TEXT","tokenCount":3}]}})",
+                                    no_headers());
+  EXPECT_EQ(r.status, 200);
   EXPECT_EQ(Json::parse(r.body), Json::parse(R"({"object":"list","data":[
     {"object":"embedding","index":0,"embedding":[0.5,-1]},
     {"object":"embedding","index":1,"embedding":[2]}],
-    "model":"text-embedding-004","usage":{"prompt_tokens":0,"total_tokens":0}})"));
+    "model":"gemini-embedding-001","usage":{"prompt_tokens":3,"total_tokens":3}})"));
+  EXPECT_EQ(r.usage.prompt_tokens, 3);
+  EXPECT_EQ(r.usage.completion_tokens, 0);
+  EXPECT_TRUE(r.usage.reported);
+
+  // One text: embedContent, whose reply holds one `embedding`; base64 asked for.
   std::string b64 = R"({"model":"alias","input":"a","encoding_format":"base64"})";
   in.body = b64;
-  Reply encoded = adapter.translate_reply(in, 200, R"({"embeddings":[{"values":[1.0,-2.0]}]})");
+  req = adapter.build_request(in, route);
+  EXPECT_EQ(req.target, "/v1beta/models/gemini-embedding-001:embedContent");
+  EXPECT_EQ(Json::parse(req.body), Json::parse(R"({"content":{"parts":[{"text":"a"}]}})"));
+  Reply encoded = adapter.translate_reply(
+      in, 200, R"({"embedding":{"values":[1.0,-2.0]},"usageMetadata":{"promptTokenCount":1}})",
+      no_headers());
   // 1.0f = 00 00 80 3f, -2.0f = 00 00 00 c0 (little-endian).
-  EXPECT_EQ(Json::parse(encoded.body)["data"][0]["embedding"], "AACAPwAAAMA=");
+  Json list = Json::parse(encoded.body);
+  ASSERT_EQ(list["data"].size(), 1u);
+  EXPECT_EQ(list["data"][0]["embedding"], "AACAPwAAAMA=");
+  EXPECT_EQ(list["data"][0]["index"], 0);
+  EXPECT_EQ(encoded.usage.prompt_tokens, 1);
+
+  // Replies without usageMetadata (older API versions) count 0; null format is float.
+  std::string null_format = R"({"model":"alias","input":"a","encoding_format":null})";
+  in.body = null_format;
+  Reply plain =
+      adapter.translate_reply(in, 200, R"({"embedding":{"values":[0.25]}})", no_headers());
+  EXPECT_EQ(Json::parse(plain.body)["data"][0]["embedding"], Json::parse("[0.25]"));
+  EXPECT_EQ(plain.usage.prompt_tokens, 0);
+
+  for (const char* odd : {R"({"embedding":{}})", R"({"embeddings":[{"values":"x"}]})",
+                          R"({"candidates":[]})", "[]"}) {
+    Reply bad = adapter.translate_reply(in, 200, odd, no_headers());
+    EXPECT_EQ(bad.status, 502) << odd;
+    EXPECT_EQ(Json::parse(bad.body)["error"]["code"], "upstream_bad_reply") << odd;
+  }
 }
 
 std::pair<Reply, Json> mapped(int status, const std::string& body) {
   Adapter adapter;
   Connection c = google_connection("");
-  Reply r = adapter.map_error(c, status, body);
+  Reply r = adapter.map_error(c, status, body, no_headers());
   return {r, Json::parse(r.body)};
 }
 

@@ -89,7 +89,8 @@ TEST(Template, ExtractsTheReplyAndUsage) {
   Fixture f(R"({"model":"acme","messages":[{"role":"user","content":"Hi"}]})");
   Adapter adapter;
   Reply r = adapter.translate_reply(
-      f.in, 200, R"({"result":{"text":"Hello!","stop":"eos"},"meta":{"in":12,"out":3}})");
+      f.in, 200, R"({"result":{"text":"Hello!","stop":"eos"},"meta":{"in":12,"out":3}})",
+      no_headers());
   ASSERT_EQ(r.status, 200);
   Json out = Json::parse(r.body);
   EXPECT_EQ(out["object"], "chat.completion");
@@ -98,15 +99,17 @@ TEST(Template, ExtractsTheReplyAndUsage) {
   EXPECT_EQ(out["usage"]["total_tokens"], 15);
   EXPECT_EQ(r.usage.prompt_tokens, 12);
   EXPECT_EQ(r.usage.completion_tokens, 3);
-  Reply missing = adapter.translate_reply(f.in, 200, R"({"other":1})");
+  Reply missing = adapter.translate_reply(f.in, 200, R"({"other":1})", no_headers());
   EXPECT_EQ(missing.status, 502);
   EXPECT_NE(missing.body.find("/result/text"), std::string::npos);
 }
 
 TEST(Template, StreamRequestsGetAWellFormedStream) {
-  Fixture f(R"({"model":"acme","stream":true,"stream_options":{"include_usage":true},"messages":[]})");
+  Fixture f(
+      R"({"model":"acme","stream":true,"stream_options":{"include_usage":true},"messages":[]})");
   Adapter adapter;
-  Reply r = adapter.translate_reply(f.in, 200, R"({"result":{"text":"Yo"},"meta":{"in":1,"out":1}})");
+  Reply r = adapter.translate_reply(
+      f.in, 200, R"({"result":{"text":"Yo"},"meta":{"in":1,"out":1}})", no_headers());
   EXPECT_EQ(r.content_type, "text/event-stream");
   EXPECT_NE(r.body.find(R"("delta":{"content":"Yo"})"), std::string::npos);
   EXPECT_NE(r.body.find(R"("usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2})"),

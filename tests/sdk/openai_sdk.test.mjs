@@ -1,197 +1,34 @@
 // The official OpenAI Node SDK, used exactly as an application would, against
 // `llm-proxy serve`: chat (plain and streamed), completions, embeddings, model
 // listing, and the SDK's typed errors for 401/403/404/429. A second part puts
-// a small OpenAI-shaped upstream (node:http, in this file) behind an
-// `openai-compatible` connection and streams through the proxy to it.
+// a small OpenAI-shaped upstream (fakes.mjs) behind an `openai-compatible`
+// connection and streams through the proxy to it.
 //
 // Needs LLM_PROXY_BIN (the built binary). Run with: node --test openai_sdk.test.mjs
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import http from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import OpenAI from 'openai';
+import { close, collect, startServe, workspace } from './harness.mjs';
+import { OPENAI_KEY as UPSTREAM_KEY, startOpenAI } from './fakes.mjs';
 
-const BIN = process.env.LLM_PROXY_BIN;
-if (!BIN) throw new Error('set LLM_PROXY_BIN to the llm-proxy binary');
-
-const dir = mkdtempSync(join(tmpdir(), 'llm-proxy-sdk-'));
-const db = `sqlite://${join(dir, 'sdk.db')}`;
-const UPSTREAM_KEY = 'sk-upstream-secret';
-
-// The child's environment without anything that would pick another database
-// or a master key.
-const childEnv = { ...process.env };
-for (const name of ['LLM_PROXY_DB', 'DB_TYPE', 'DB_DSN', 'MASTER_KEY']) delete childEnv[name];
-
-// Runs one CLI command with --json and returns the parsed document.
-function cli(...args) {
-  const r = spawnSync(BIN, ['--db', db, '--json', ...args], { env: childEnv, encoding: 'utf8' });
-  if (r.status !== 0) {
-    throw new Error(`llm-proxy ${args.join(' ')} exited ${r.status}: ${r.stderr}${r.stdout}`);
-  }
-  return JSON.parse(r.stdout);
-}
-
-// ---------------------------------------------------------------------------
-// A tiny OpenAI-shaped upstream. It answers /v1/chat/completions by echoing
-// the last user message (prefixed with "up:"), streams one word per SSE event,
-// and sends the usage-only chunk only when stream_options.include_usage is
-// set, as OpenAI does. It records what it received.
-// ---------------------------------------------------------------------------
-const upstream = {
-  server: null,
-  port: 0,
-  requests: [], // { headers, body }
-  // When set, a stream pauses after its first word until this resolves.
-  hold: null,
-};
-
-function words(text) {
-  return text.split(/\s+/).filter(Boolean);
-}
-
-function lastUserText(body) {
-  const users = (body.messages ?? []).filter((m) => m.role === 'user');
-  const last = users.at(-1);
-  return typeof last?.content === 'string' ? last.content : '';
-}
-
-async function handleUpstream(req, res) {
-  const chunks = [];
-  for await (const c of req) chunks.push(c);
-  let body;
-  try {
-    body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch {
-    res.writeHead(400, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ error: { message: 'bad json', type: 'invalid_request_error' } }));
-    return;
-  }
-  upstream.requests.push({ url: req.url, headers: req.headers, body });
-  if (req.method !== 'POST' || req.url !== '/v1/chat/completions') {
-    res.writeHead(404, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ error: { message: `no route ${req.url}`, type: 'invalid_request_error' } }));
-    return;
-  }
-  const text = lastUserText(body);
-  if (text === 'trigger-400') {
-    res.writeHead(400, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({
-      error: { message: 'upstream says no', type: 'invalid_request_error', param: 'messages', code: 'upstream_no' },
-    }));
-    return;
-  }
-  const reply = `up: ${text}`;
-  const pieces = words(reply);
-  const prompt_tokens = words(text).length;
-  const usage = { prompt_tokens, completion_tokens: pieces.length, total_tokens: prompt_tokens + pieces.length };
-  const id = 'chatcmpl-up-1';
-  const created = Math.floor(Date.now() / 1000);
-  if (!body.stream) {
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({
-      id, object: 'chat.completion', created, model: body.model,
-      choices: [{ index: 0, message: { role: 'assistant', content: reply, refusal: null }, logprobs: null, finish_reason: 'stop' }],
-      usage,
-    }));
-    return;
-  }
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-  const chunk = (delta, finish_reason = null) => ({
-    id, object: 'chat.completion.chunk', created, model: body.model,
-    choices: [{ index: 0, delta, logprobs: null, finish_reason }],
-  });
-  const send = (obj) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
-  send(chunk({ role: 'assistant', content: '' }));
-  for (let i = 0; i < pieces.length; ++i) {
-    send(chunk({ content: (i ? ' ' : '') + pieces[i] }));
-    if (i === 0 && upstream.hold) await upstream.hold;
-  }
-  send(chunk({}, 'stop'));
-  if (body.stream_options?.include_usage) {
-    send({ id, object: 'chat.completion.chunk', created, model: body.model, choices: [], usage });
-  }
-  res.end('data: [DONE]\n\n');
-}
-
-function startUpstream() {
-  return new Promise((resolve, reject) => {
-    upstream.server = http.createServer((req, res) => {
-      handleUpstream(req, res).catch((e) => {
-        res.destroy(e);
-      });
-    });
-    upstream.server.on('error', reject);
-    upstream.server.listen(0, '127.0.0.1', () => {
-      upstream.port = upstream.server.address().port;
-      resolve();
-    });
-  });
-}
-
-// ---------------------------------------------------------------------------
-// llm-proxy serve
-// ---------------------------------------------------------------------------
-const serve = { proc: null, port: 0, stderr: '', exit: null };
-
-function startServe() {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(BIN, ['--db', db, 'serve', '--listen', '127.0.0.1:0', '--threads', '2', '--grace', '5'], {
-      env: childEnv,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    serve.proc = proc;
-    serve.exit = new Promise((res) => proc.on('exit', (code, signal) => res({ code, signal })));
-    const timer = setTimeout(() => reject(new Error(`serve did not start in 10 s:\n${serve.stderr}`)), 10_000);
-    proc.stderr.setEncoding('utf8');
-    proc.stderr.on('data', (d) => {
-      serve.stderr += d;
-      const m = serve.stderr.match(/listening on 127\.0\.0\.1:(\d+)/);
-      if (m && !serve.port) {
-        serve.port = Number(m[1]);
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    proc.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    proc.on('exit', (code) => {
-      if (!serve.port) {
-        clearTimeout(timer);
-        reject(new Error(`serve exited ${code} before listening:\n${serve.stderr}`));
-      }
-    });
-  });
-}
-
-// Never leave serve running, even if this process dies abruptly.
-process.on('exit', () => {
-  if (serve.proc && serve.proc.exitCode === null && serve.proc.signalCode === null) serve.proc.kill('SIGKILL');
-  rmSync(dir, { recursive: true, force: true });
-});
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.once(signal, () => process.exit(128 + { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 }[signal]));
-}
-
+const ws = workspace('llm-proxy-sdk-');
+const cli = ws.cli;
+let upstream; // the OpenAI-shaped fake behind the `up` connection (fakes.mjs)
+let serve;
 const keys = {};
 let client; // the main key: models echo and upmodel
 
 function sdk(apiKey, options = {}) {
-  return new OpenAI({ baseURL: `http://127.0.0.1:${serve.port}/v1`, apiKey, maxRetries: 0, timeout: 10_000, ...options });
+  return new OpenAI({ baseURL: serve.baseURL, apiKey, maxRetries: 0, timeout: 10_000, ...options });
 }
 
 before(async () => {
-  await startUpstream();
+  upstream = await startOpenAI();
   cli('connection', 'add', '--name', 'mock', '--provider', 'mock');
   cli('model', 'add', '--name', 'echo', '--remote', 'echo-1', '--conn-id', 'mock');
   cli('model', 'add', '--name', 'other', '--remote', 'other-1', '--conn-id', 'mock');
   cli('connection', 'add', '--name', 'up', '--provider', 'openai-compatible',
-    '--endpoint', `http://127.0.0.1:${upstream.port}/v1`, '--api-key', UPSTREAM_KEY, '--timeout', '10');
+    '--endpoint', `${upstream.url}/v1`, '--api-key', UPSTREAM_KEY, '--timeout', '10');
   cli('model', 'add', '--name', 'upmodel', '--remote', 'up-remote-1', '--conn-id', 'up');
   const main = cli('vkey', 'add', '--name', 'sdk-main', '--model-id', 'echo', '--model-id', 'upmodel');
   const limited = cli('vkey', 'add', '--name', 'sdk-limited', '--model-id', 'echo', '--tps', '1');
@@ -200,21 +37,14 @@ before(async () => {
     assert.match(doc.key, /^sk-/, `vkey add --json for ${name} prints the key`);
     keys[name] = doc.key;
   }
-  await startServe();
+  serve = await startServe(ws);
   client = sdk(keys.main);
 });
 
 after(async () => {
-  if (serve.proc && serve.proc.exitCode === null && serve.proc.signalCode === null) {
-    serve.proc.kill('SIGKILL');
-    await serve.exit;
-  }
-  if (upstream.server) {
-    const closed = new Promise((r) => upstream.server.close(() => r()));
-    upstream.server.closeAllConnections();
-    await closed;
-  }
-  rmSync(dir, { recursive: true, force: true });
+  await serve?.kill();
+  await close(upstream?.server);
+  ws.cleanup();
 });
 
 // ---------------------------------------------------------------------------
@@ -250,12 +80,6 @@ test('chat.completions.create can be read with .withResponse()', async () => {
   assert.match(response.headers.get('content-type'), /application\/json/);
   assert.equal(data.choices[0].message.content, 'raw');
 });
-
-async function collect(stream) {
-  const chunks = [];
-  for await (const chunk of stream) chunks.push(chunk);
-  return chunks;
-}
 
 const deltas = (chunks) => chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
 
@@ -499,13 +323,7 @@ test('openai-compatible upstream: an upstream 400 reaches the SDK as BadRequestE
 // Shutdown and the usage it recorded
 // ---------------------------------------------------------------------------
 test('serve stops on SIGTERM with exit 0 and has recorded usage', async () => {
-  serve.proc.kill('SIGTERM');
-  let timer;
-  const timeout = new Promise((r) => {
-    timer = setTimeout(() => r('timeout'), 15_000);
-  });
-  const result = await Promise.race([serve.exit, timeout]);
-  clearTimeout(timer);
+  const result = await serve.stop(15_000);
   assert.notEqual(result, 'timeout', `serve did not stop within 15 s of SIGTERM:\n${serve.stderr}`);
   assert.deepEqual(result, { code: 0, signal: null }, serve.stderr);
 

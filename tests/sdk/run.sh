@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the OpenAI Node SDK compatibility test against a built llm-proxy.
+# Runs the OpenAI Node SDK and LangChain (ChatOpenAI) compatibility tests
+# against a built llm-proxy.
 #   LLM_PROXY_BIN=build/llm-proxy bash tests/sdk/run.sh
-# Installs the pinned SDK from package-lock.json (npm ci) only when
+# Installs the pinned packages from package-lock.json (npm ci) only when
 # node_modules is missing or the lock file changed since the last install, so
 # later runs need no network. Exits non-zero when node/npm are missing: this
 # test must never pass by not running.
@@ -34,10 +35,10 @@ export LLM_PROXY_BIN
 # npm ci keeps node_modules/.package-lock.json, a copy of the lock it installed.
 lock_sum() { sha256sum package-lock.json | cut -d' ' -f1; }
 stamp=node_modules/.llm-proxy-lock.sha256
-if [[ ! -d node_modules/openai || ! -f $stamp || $(cat "$stamp") != "$(lock_sum)" ]]; then
+if [[ ! -d node_modules/openai || ! -d node_modules/@langchain/openai || ! -f $stamp || $(cat "$stamp") != "$(lock_sum)" ]]; then
   echo "openai_node_sdk: installing the pinned SDK (npm ci)" >&2
   npm ci --no-audit --no-fund --prefer-offline --loglevel=error
   lock_sum >"$stamp"
 fi
 
-exec node --test --test-reporter=spec openai_sdk.test.mjs translating.test.mjs
+exec node --test --test-reporter=spec openai_sdk.test.mjs translating.test.mjs langchain.test.mjs

@@ -1,6 +1,6 @@
 // The official OpenAI Node SDK, unchanged, against `llm-proxy serve` in front
 // of the translating providers: an `anthropic` connection and a `google`
-// connection, each behind a small fake upstream in this file that speaks the
+// connection, each behind a small fake upstream (fakes.mjs) that speaks the
 // provider's own wire format (Anthropic Messages API; Gemini generateContent /
 // streamGenerateContent?alt=sse). The SDK must not be able to tell: plain and
 // streamed chat with usage, a tool call round trip, and an upstream 429 that
@@ -9,376 +9,40 @@
 // Needs LLM_PROXY_BIN (the built binary). Run with: node --test translating.test.mjs
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import http from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import OpenAI from 'openai';
+import { close, collect, startServe, waitFor, workspace } from './harness.mjs';
+import {
+  ANTHROPIC_KEY, GOOGLE_KEY, anthropicText, partsText, startAnthropic, startGoogle,
+} from './fakes.mjs';
 
-const BIN = process.env.LLM_PROXY_BIN;
-if (!BIN) throw new Error('set LLM_PROXY_BIN to the llm-proxy binary');
-
-const dir = mkdtempSync(join(tmpdir(), 'llm-proxy-sdk-tr-'));
-const db = `sqlite://${join(dir, 'sdk.db')}`;
-const ANTHROPIC_KEY = 'sk-ant-upstream-secret-42';
-const GOOGLE_KEY = 'AIzaSy-upstream-secret-42';
-
-const childEnv = { ...process.env };
-for (const name of ['LLM_PROXY_DB', 'DB_TYPE', 'DB_DSN', 'MASTER_KEY']) delete childEnv[name];
-
-function cli(...args) {
-  const r = spawnSync(BIN, ['--db', db, '--json', ...args], { env: childEnv, encoding: 'utf8' });
-  if (r.status !== 0) {
-    throw new Error(`llm-proxy ${args.join(' ')} exited ${r.status}: ${r.stderr}${r.stdout}`);
-  }
-  return JSON.parse(r.stdout);
-}
-
-const words = (text) => text.split(/\s+/).filter(Boolean);
-
-async function readJson(req) {
-  const chunks = [];
-  for await (const c of req) chunks.push(c);
-  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
-}
-
-function sendJson(res, status, doc, headers = {}) {
-  const data = JSON.stringify(doc);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), ...headers });
-  res.end(data);
-}
-
-function listen(handler) {
-  const server = http.createServer((req, res) => {
-    handler(req, res).catch((e) => {
-      if (!res.headersSent) sendJson(res, 500, { error: { message: String(e?.stack ?? e) } });
-      else res.destroy(e);
-    });
-  });
-  return new Promise((resolve, reject) => {
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve(server));
-  });
-}
-
-async function close(server) {
-  if (!server) return;
-  const closed = new Promise((r) => server.close(() => r()));
-  server.closeAllConnections();
-  await closed;
-}
-
-// ---------------------------------------------------------------------------
-// Anthropic: POST /v1/messages (https://docs.anthropic.com/en/api/messages),
-// x-api-key + anthropic-version, the SSE event sequence of a streamed message,
-// and {"type":"error","error":{...}} errors.
-// ---------------------------------------------------------------------------
-const anthropic = { server: null, url: '', requests: [] };
-
-function anthropicError(res, status, type, message, headers = {}) {
-  sendJson(res, status, { type: 'error', error: { type, message } }, { 'request-id': 'req_err_1', ...headers });
-}
-
-// The text of a user message's content (string or blocks).
-function anthropicText(content) {
-  if (typeof content === 'string') return content;
-  return content.filter((b) => b.type === 'text').map((b) => b.text).join(' ');
-}
-
-// Checks what Anthropic itself validates; returns an error message or null.
-function anthropicInvalid(body) {
-  const known = new Set(['model', 'messages', 'max_tokens', 'system', 'stop_sequences', 'stream', 'temperature',
-    'top_p', 'top_k', 'tools', 'tool_choice', 'metadata', 'thinking', 'service_tier', 'container', 'mcp_servers']);
-  for (const k of Object.keys(body)) if (!known.has(k)) return `${k}: Extra inputs are not permitted`;
-  if (typeof body.model !== 'string') return 'model: Field required';
-  if (!Number.isInteger(body.max_tokens)) return 'max_tokens: Field required';
-  if (!Array.isArray(body.messages) || body.messages.length === 0) return 'messages: Field required';
-  let previous = null;
-  for (const [i, m] of body.messages.entries()) {
-    if (m.role !== 'user' && m.role !== 'assistant') return `messages.${i}.role: Input should be 'user' or 'assistant'`;
-    if (m.role === previous) return 'messages: roles must alternate between "user" and "assistant"';
-    previous = m.role;
-    if (typeof m.content !== 'string' && !Array.isArray(m.content)) return `messages.${i}.content: Input should be a valid list`;
-    for (const b of Array.isArray(m.content) ? m.content : []) {
-      if (!['text', 'image', 'document', 'tool_use', 'tool_result', 'thinking'].includes(b.type)) {
-        return `messages.${i}.content: Input tag '${b.type}' does not match any of the expected tags`;
-      }
-      if (b.type === 'tool_use' && (typeof b.id !== 'string' || typeof b.input !== 'object')) return 'tool_use: id and input required';
-      if (b.type === 'tool_result' && typeof b.tool_use_id !== 'string') return 'tool_result: tool_use_id required';
-    }
-  }
-  if (body.messages[0].role !== 'user') return 'messages: first message must use the "user" role';
-  for (const t of body.tools ?? []) {
-    if (typeof t.name !== 'string' || typeof t.input_schema !== 'object') return 'tools: name and input_schema required';
-  }
-  return null;
-}
-
-async function handleAnthropic(req, res) {
-  const body = await readJson(req);
-  anthropic.requests.push({ url: req.url, headers: req.headers, body });
-  if (req.method !== 'POST' || req.url !== '/v1/messages') return anthropicError(res, 404, 'not_found_error', 'Not found');
-  if (req.headers['x-api-key'] !== ANTHROPIC_KEY) return anthropicError(res, 401, 'authentication_error', 'invalid x-api-key');
-  if (!req.headers['anthropic-version']) return anthropicError(res, 400, 'invalid_request_error', 'anthropic-version: header is required');
-  const invalid = anthropicInvalid(body);
-  if (invalid) return anthropicError(res, 400, 'invalid_request_error', invalid);
-
-  const last = body.messages.at(-1);
-  const results = Array.isArray(last.content) ? last.content.filter((b) => b.type === 'tool_result') : [];
-  const text = anthropicText(last.content);
-  if (text === 'fail:429') {
-    return anthropicError(res, 429, 'rate_limit_error',
-      'This request would exceed the rate limit for your organization of 50 requests per minute.',
-      { 'retry-after': '7', 'anthropic-ratelimit-requests-remaining': '0' });
-  }
-  let content;
-  let stop_reason = 'end_turn';
-  if (results.length) {
-    const got = results.map((r) => (typeof r.content === 'string' ? r.content : anthropicText(r.content))).join(',');
-    content = [{ type: 'text', text: `result was ${got}` }];
-  } else if (body.tools?.length && text.includes('weather')) {
-    content = [
-      { type: 'text', text: 'Let me check.' },
-      { type: 'tool_use', id: 'toolu_01A', name: body.tools[0].name, input: { city: words(text).at(-1) } },
-    ];
-    stop_reason = 'tool_use';
-  } else {
-    content = [{ type: 'text', text: `claude: ${text}` }];
-  }
-  const input_tokens = body.messages.reduce((n, m) => n + words(anthropicText(m.content)).length, 0) +
-    words(typeof body.system === 'string' ? body.system : '').length;
-  const output_tokens = content.reduce((n, b) => n + (b.type === 'text' ? words(b.text).length : 5), 0);
-  const message = {
-    id: 'msg_01XFDUDYJgAACzvnptvVoYEL', type: 'message', role: 'assistant', model: body.model, content,
-    stop_reason, stop_sequence: null, usage: { input_tokens, output_tokens },
-  };
-  if (!body.stream) return sendJson(res, 200, message, { 'request-id': 'req_01' });
-
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'request-id': 'req_02' });
-  const send = (event, data) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-  send('message_start', { type: 'message_start', message: { ...message, content: [], stop_reason: null, usage: { input_tokens, output_tokens: 1 } } });
-  for (const [index, block] of content.entries()) {
-    if (block.type === 'text') {
-      send('content_block_start', { type: 'content_block_start', index, content_block: { type: 'text', text: '' } });
-      if (index === 0) send('ping', { type: 'ping' });
-      const ws = words(block.text);
-      for (const [i, w] of ws.entries()) {
-        send('content_block_delta', { type: 'content_block_delta', index, delta: { type: 'text_delta', text: (i ? ' ' : '') + w } });
-      }
-    } else {
-      send('content_block_start', { type: 'content_block_start', index, content_block: { type: 'tool_use', id: block.id, name: block.name, input: {} } });
-      const json = JSON.stringify(block.input);
-      const cut = Math.floor(json.length / 2);
-      for (const partial_json of ['', json.slice(0, cut), json.slice(cut)]) {
-        send('content_block_delta', { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json } });
-      }
-    }
-    send('content_block_stop', { type: 'content_block_stop', index });
-  }
-  send('message_delta', { type: 'message_delta', delta: { stop_reason, stop_sequence: null }, usage: { output_tokens } });
-  send('message_stop', { type: 'message_stop' });
-  res.end();
-}
-
-// ---------------------------------------------------------------------------
-// Google: POST /v1beta/models/{model}:generateContent | :streamGenerateContent
-// ?alt=sse (https://ai.google.dev/api/generate-content), x-goog-api-key,
-// GenerateContentResponse replies, `data: {...}\r\n\r\n` chunks, google.rpc
-// errors. Gemini 3 models return thought signatures with function calls and
-// refuse a history whose function calls lost them.
-// ---------------------------------------------------------------------------
-const google = { server: null, url: '', requests: [] };
-const SIGNATURE = 'c2lnbmF0dXJlLTAx';
-
-function googleError(res, code, status, message, details) {
-  sendJson(res, code, { error: { code, message, status, ...(details ? { details } : {}) } });
-}
-
-function googleInvalid(body) {
-  const top = new Set(['contents', 'systemInstruction', 'generationConfig', 'tools', 'toolConfig', 'safetySettings', 'cachedContent']);
-  for (const k of Object.keys(body)) {
-    if (!top.has(k)) return `Invalid JSON payload received. Unknown name "${k}": Cannot find field.`;
-  }
-  const config = new Set(['temperature', 'topP', 'topK', 'maxOutputTokens', 'stopSequences', 'candidateCount', 'seed',
-    'presencePenalty', 'frequencyPenalty', 'responseMimeType', 'responseSchema', 'responseJsonSchema', 'thinkingConfig']);
-  for (const k of Object.keys(body.generationConfig ?? {})) {
-    if (!config.has(k)) return `Invalid JSON payload received. Unknown name "${k}" at 'generation_config': Cannot find field.`;
-  }
-  if (!Array.isArray(body.contents) || !body.contents.length) return '* GenerateContentRequest.contents: contents is not specified';
-  for (const c of body.contents) {
-    if (!['user', 'model'].includes(c.role ?? 'user')) return 'Please use a valid role: user, model.';
-    if (!c.parts?.length) return 'contents.parts must not be empty.';
-  }
-  // Gemini's `parameters` is an OpenAPI subset: additionalProperties and friends
-  // only go through parametersJsonSchema.
-  const subset = new Set(['type', 'format', 'title', 'description', 'nullable', 'enum', 'maxItems', 'minItems', 'properties',
-    'required', 'minProperties', 'maxProperties', 'minLength', 'maxLength', 'pattern', 'example', 'anyOf',
-    'propertyOrdering', 'default', 'items', 'minimum', 'maximum']);
-  const schemaError = (s, at) => {
-    for (const [k, v] of Object.entries(s ?? {})) {
-      if (!subset.has(k)) return `Invalid JSON payload received. Unknown name "${k}" at '${at}': Cannot find field.`;
-      if (k === 'properties') for (const [name, sub] of Object.entries(v)) { const e = schemaError(sub, `${at}.properties[${name}].value`); if (e) return e; }
-      if (k === 'items') { const e = schemaError(v, `${at}.items`); if (e) return e; }
-    }
-    return null;
-  };
-  for (const t of body.tools ?? []) {
-    for (const [i, d] of (t.functionDeclarations ?? []).entries()) {
-      const e = schemaError(d.parameters, `tools[0].function_declarations[${i}].parameters`);
-      if (e) return e;
-    }
-  }
-  return null;
-}
-
-const partsText = (c) => c.parts.filter((p) => typeof p.text === 'string').map((p) => p.text).join(' ');
-
-async function handleGoogle(req, res) {
-  const url = new URL(req.url, 'http://x');
-  const body = await readJson(req);
-  google.requests.push({ path: url.pathname, query: Object.fromEntries(url.searchParams), headers: req.headers, body });
-  const m = url.pathname.match(/^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)$/);
-  if (req.method !== 'POST' || !m) return googleError(res, 404, 'NOT_FOUND', 'Method not found.');
-  const [, model, method] = m;
-  const key = req.headers['x-goog-api-key'] ?? url.searchParams.get('key');
-  if (key !== GOOGLE_KEY) {
-    return googleError(res, 400, 'INVALID_ARGUMENT', 'API key not valid. Please pass a valid API key.', [
-      { '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'API_KEY_INVALID', domain: 'googleapis.com' }]);
-  }
-  const invalid = googleInvalid(body);
-  if (invalid) return googleError(res, 400, 'INVALID_ARGUMENT', invalid);
-  if (model.startsWith('gemini-3')) {
-    for (const c of body.contents) {
-      const call = c.parts.find((p) => p.functionCall);
-      if (c.role === 'model' && call && call.thoughtSignature !== SIGNATURE) {
-        return googleError(res, 400, 'INVALID_ARGUMENT', 'Function call is missing a thought_signature in functionCall parts. ' +
-          'This is required for tools to work correctly, and missing thought_signature may lead to degraded model performance.');
-      }
-    }
-  }
-  const last = body.contents.at(-1);
-  const text = partsText(last);
-  if (text === 'fail:429') {
-    return googleError(res, 429, 'RESOURCE_EXHAUSTED', 'You exceeded your current quota, please check your plan and billing details.', [
-      { '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: '9s' }]);
-  }
-  const responses = last.parts.filter((p) => p.functionResponse).map((p) => p.functionResponse);
-  const tools = (body.tools ?? []).flatMap((t) => t.functionDeclarations ?? []);
-  let parts;
-  if (responses.length) {
-    parts = [{ text: `result was ${JSON.stringify(responses[0].response)}` }];
-  } else if (tools.length && text.includes('weather')) {
-    parts = [{ functionCall: { name: tools[0].name, args: { city: words(text).at(-1) } }, thoughtSignature: SIGNATURE }];
-  } else {
-    parts = words(`gemini: ${text}`).map((w, i, all) => ({ text: w + (i + 1 < all.length ? ' ' : '') }));
-  }
-  const promptTokenCount = body.contents.reduce((n, c) => n + words(partsText(c)).length, 0) +
-    (body.systemInstruction ? words(partsText(body.systemInstruction)).length : 0);
-  const candidatesTokenCount = parts.reduce((n, p) => n + (p.text ? 1 : 4), 0);
-  const usage = (final) => ({
-    promptTokenCount,
-    ...(final ? { candidatesTokenCount } : {}),
-    totalTokenCount: promptTokenCount + (final ? candidatesTokenCount : 0),
-  });
-  const responseId = `g-${google.requests.length}`;
-  if (method === 'generateContent') {
-    const merged = parts[0].text !== undefined ? [{ text: parts.map((p) => p.text).join('') }] : parts;
-    return sendJson(res, 200, {
-      candidates: [{ content: { parts: merged, role: 'model' }, finishReason: 'STOP', index: 0 }],
-      usageMetadata: usage(true), modelVersion: model, responseId,
-    });
-  }
-  if (url.searchParams.get('alt') !== 'sse') return googleError(res, 400, 'INVALID_ARGUMENT', 'expected alt=sse in this test');
-  res.writeHead(200, { 'content-type': 'text/event-stream' });
-  for (const [i, p] of parts.entries()) {
-    const final = i + 1 === parts.length;
-    const cand = { content: { parts: [p], role: 'model' }, index: 0, ...(final ? { finishReason: 'STOP' } : {}) };
-    res.write(`data: ${JSON.stringify({ candidates: [cand], usageMetadata: usage(final), modelVersion: model, responseId })}\r\n\r\n`);
-  }
-  res.end();
-}
-
-// ---------------------------------------------------------------------------
-// llm-proxy serve
-// ---------------------------------------------------------------------------
-const serve = { proc: null, port: 0, stderr: '', exit: null };
-
-function startServe() {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(BIN, ['--db', db, 'serve', '--listen', '127.0.0.1:0', '--threads', '2', '--grace', '5'], {
-      env: childEnv,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    serve.proc = proc;
-    serve.exit = new Promise((res) => proc.on('exit', (code, signal) => res({ code, signal })));
-    const timer = setTimeout(() => reject(new Error(`serve did not start in 10 s:\n${serve.stderr}`)), 10_000);
-    proc.stderr.setEncoding('utf8');
-    proc.stderr.on('data', (d) => {
-      serve.stderr += d;
-      const found = serve.stderr.match(/listening on 127\.0\.0\.1:(\d+)/);
-      if (found && !serve.port) {
-        serve.port = Number(found[1]);
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    proc.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    proc.on('exit', (code) => {
-      if (!serve.port) {
-        clearTimeout(timer);
-        reject(new Error(`serve exited ${code} before listening:\n${serve.stderr}`));
-      }
-    });
-  });
-}
-
-process.on('exit', () => {
-  if (serve.proc && serve.proc.exitCode === null && serve.proc.signalCode === null) serve.proc.kill('SIGKILL');
-  rmSync(dir, { recursive: true, force: true });
-});
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.once(signal, () => process.exit(128 + { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 }[signal]));
-}
-
+const ws = workspace('llm-proxy-sdk-tr-');
+let anthropic;
+let google;
+let serve;
 let client;
 
 before(async () => {
-  anthropic.server = await listen(handleAnthropic);
-  anthropic.url = `http://127.0.0.1:${anthropic.server.address().port}`;
-  google.server = await listen(handleGoogle);
-  google.url = `http://127.0.0.1:${google.server.address().port}`;
-  cli('connection', 'add', '--name', 'claude', '--provider', 'anthropic', '--endpoint', anthropic.url,
+  anthropic = await startAnthropic();
+  google = await startGoogle();
+  ws.cli('connection', 'add', '--name', 'claude', '--provider', 'anthropic', '--endpoint', anthropic.url,
     '--api-key', ANTHROPIC_KEY, '--timeout', '10');
-  cli('connection', 'add', '--name', 'gemini', '--provider', 'google', '--endpoint', google.url,
+  ws.cli('connection', 'add', '--name', 'gemini', '--provider', 'google', '--endpoint', google.url,
     '--api-key', GOOGLE_KEY, '--timeout', '10');
-  cli('model', 'add', '--name', 'sonnet', '--remote', 'claude-sonnet-4-5', '--conn-id', 'claude');
-  cli('model', 'add', '--name', 'flash', '--remote', 'gemini-2.5-flash', '--conn-id', 'gemini');
-  cli('model', 'add', '--name', 'gemini3', '--remote', 'gemini-3-pro-preview', '--conn-id', 'gemini');
-  const key = cli('vkey', 'add', '--name', 'sdk-translating', '--model-id', 'sonnet', '--model-id', 'flash',
+  ws.cli('model', 'add', '--name', 'sonnet', '--remote', 'claude-sonnet-4-5', '--conn-id', 'claude');
+  ws.cli('model', 'add', '--name', 'flash', '--remote', 'gemini-2.5-flash', '--conn-id', 'gemini');
+  ws.cli('model', 'add', '--name', 'gemini3', '--remote', 'gemini-3-pro-preview', '--conn-id', 'gemini');
+  const key = ws.cli('vkey', 'add', '--name', 'sdk-translating', '--model-id', 'sonnet', '--model-id', 'flash',
     '--model-id', 'gemini3');
-  await startServe();
-  client = new OpenAI({ baseURL: `http://127.0.0.1:${serve.port}/v1`, apiKey: key.key, maxRetries: 0, timeout: 10_000 });
+  serve = await startServe(ws);
+  client = new OpenAI({ baseURL: serve.baseURL, apiKey: key.key, maxRetries: 0, timeout: 10_000 });
 });
 
 after(async () => {
-  if (serve.proc && serve.proc.exitCode === null && serve.proc.signalCode === null) {
-    serve.proc.kill('SIGKILL');
-    await serve.exit;
-  }
-  await close(anthropic.server);
-  await close(google.server);
-  rmSync(dir, { recursive: true, force: true });
+  await serve?.kill();
+  await close(anthropic?.server);
+  await close(google?.server);
+  ws.cleanup();
 });
-
-async function collect(stream) {
-  const chunks = [];
-  for await (const chunk of stream) chunks.push(chunk);
-  return chunks;
-}
 
 const deltas = (chunks) => chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
 
@@ -399,7 +63,7 @@ const PROVIDERS = [
     name: 'anthropic',
     model: 'sonnet',
     toolModel: 'sonnet',
-    fake: anthropic,
+    get fake() { return anthropic; },
     prefix: 'claude:',
     seen: (r) => ({
       system: r.body.system,
@@ -413,7 +77,7 @@ const PROVIDERS = [
     name: 'google',
     model: 'flash',
     toolModel: 'gemini3', // checks thought signatures survive the SDK round trip
-    fake: google,
+    get fake() { return google; },
     prefix: 'gemini:',
     seen: (r) => ({
       system: r.body.systemInstruction && partsText(r.body.systemInstruction),
@@ -565,22 +229,11 @@ for (const p of PROVIDERS) {
   });
 }
 
-// Polls `predicate` until it returns something truthy (usage is written in batches).
-async function waitFor(predicate, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = predicate();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 test('usage of the translated requests is recorded per model', async () => {
   // Per model: 2 plain + 2 streamed + 1 streamed tool call; the tool round trip
   // (2 more) went to sonnet and gemini3.
   const records = await waitFor(() => {
-    const all = cli('usage', '--limit', '0');
+    const all = ws.cli('usage', '--limit', '0');
     const done = ['sonnet', 'flash', 'gemini3'].every((m) => all.filter((r) => r.model === m).length >=
       (m === 'gemini3' ? 2 : m === 'sonnet' ? 8 : 6));
     return done ? all : null;

@@ -5,11 +5,17 @@ Not a database: an in-memory stand-in that speaks enough of MongoDB's wire
 protocol for the commands storage/mongo/mongo_store.cpp sends, so that the
 storage conformance suite can run where no real mongod can be installed.
 
-  python3 fake_mongod.py [--port N]
+  python3 fake_mongod.py [--port N] [--dbpath FILE]
 
 prints the port it listens on (127.0.0.1) as the first line of stdout and
 exits when its standard input closes (so it never outlives the test process
 that started it). FAKE_MONGOD_LOG=1 logs each command's name on stderr.
+
+With --dbpath the data outlives the process, as a real mongod's does: it is
+loaded from FILE at start and written back (atomically) after every command
+that changes it, so a test can kill the server and start it again on the
+same port (the outage tests of `llm-proxy serve`). Without it, it lives in
+memory only.
 
 Wire protocol: OP_MSG (2013) with section kinds 0 and 1 (and the checksum
 flag), OP_QUERY (2004) answered with OP_REPLY (1) for the legacy
@@ -29,6 +35,7 @@ $dateToString, $toString, $cond, $eq $ne $gt $gte $lt $lte, $add, $ifNull.
 import datetime
 import functools
 import os
+import pickle
 import socket
 import socketserver
 import struct
@@ -658,12 +665,26 @@ class WriteError(Exception):
 
 
 class Server:
-    def __init__(self):
+    # The commands after which --dbpath's file is written.
+    WRITES = {"insert", "update", "delete", "findandmodify", "create", "createindexes", "drop",
+              "dropdatabase"}
+
+    def __init__(self, dbpath=None):
         self.lock = threading.Lock()
         self.dbs = {}
         self.connections = 0
         self.cursors = {}  # id -> (ns, documents not yet returned)
         self.next_cursor = 1000
+        self.dbpath = dbpath
+        if dbpath and os.path.exists(dbpath):
+            with open(dbpath, "rb") as f:
+                self.dbs = pickle.load(f)
+
+    def _persist(self):
+        tmp = self.dbpath + ".tmp"
+        with open(tmp, "wb") as f:
+            pickle.dump(self.dbs, f)
+        os.replace(tmp, self.dbpath)
 
     def coll(self, db, name, create=True):
         colls = self.dbs.setdefault(db, {}) if create else self.dbs.get(db, {})
@@ -684,7 +705,11 @@ class Server:
         if fn is None:
             raise CommandError(59, "CommandNotFound", "no such command: '%s'" % name)
         with self.lock:
-            return fn(cmd, db, conn_id)
+            try:
+                return fn(cmd, db, conn_id)
+            finally:  # failed writes too: an ordered batch may have written a prefix
+                if self.dbpath and name.lower() in self.WRITES:
+                    self._persist()
 
     def cmd_hello(self, cmd, db, conn_id):
         now = Datetime(int(datetime.datetime.now(datetime.timezone.utc).timestamp() * 1000))
@@ -1086,12 +1111,18 @@ class ThreadingServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
 
 def main():
-    port = 0
+    port, dbpath = 0, None
     args = sys.argv[1:]
-    if len(args) == 2 and args[0] == "--port":
-        port = int(args[1])
+    while len(args) >= 2 and args[0] in ("--port", "--dbpath"):
+        if args[0] == "--port":
+            port = int(args[1])
+        else:
+            dbpath = args[1]
+        args = args[2:]
+    if args:
+        sys.exit("usage: fake_mongod.py [--port N] [--dbpath FILE]")
     srv = ThreadingServer(("127.0.0.1", port), Handler)
-    srv.state = Server()
+    srv.state = Server(dbpath)
     srv.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sys.stdout.write("%d\n" % srv.server_address[1])
     sys.stdout.flush()

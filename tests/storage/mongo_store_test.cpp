@@ -146,21 +146,24 @@ TEST_F(MongoStoreTest, StandaloneServersTakeTheSafeOrderPath) {
             << "\n";
 }
 
+// 1: the configuration and usage collections; 2: admin_users.
+constexpr int kLatestMigration = 2;
+
 TEST_F(MongoStoreTest, MigrationsAreRecordedAndSafeToRunTwice) {
   {
     auto store = open();
     store->insert_connection(connection("before-reopen"));
-    EXPECT_EQ(store->schema_version(), 1);
+    EXPECT_EQ(store->schema_version(), kLatestMigration);
   }
   const std::int64_t version = open()->config_version();
   for (int i = 0; i < 2; ++i) {
     auto again = open();
-    EXPECT_EQ(again->schema_version(), 1);
+    EXPECT_EQ(again->schema_version(), kLatestMigration);
     EXPECT_EQ(again->config_version(), version) << "reopening must not reset config_version";
     EXPECT_EQ(again->list_connections().size(), 1u);
   }
   RawDb raw(url_);
-  EXPECT_EQ(raw.find("schema_migrations").size(), 1u);
+  EXPECT_EQ(raw.find("schema_migrations").size(), static_cast<std::size_t>(kLatestMigration));
 }
 
 TEST_F(MongoStoreTest, UniqueIndexesMatchSqlitesConstraints) {
@@ -178,6 +181,7 @@ TEST_F(MongoStoreTest, UniqueIndexesMatchSqlitesConstraints) {
   EXPECT_TRUE(has_unique("models", "name"));
   EXPECT_TRUE(has_unique("vkeys", "name"));
   EXPECT_TRUE(has_unique("vkeys", "key_hash"));
+  EXPECT_TRUE(has_unique("admin_users", "username"));
 }
 
 TEST_F(MongoStoreTest, DuplicateKeysFailWithTheServersErrorShape) {
@@ -299,6 +303,31 @@ TEST_F(MongoStoreTest, ACaughtErrorInsideATransactionLeavesItUsable) {
   auto other = open();
   EXPECT_NE(other->find_connection("kept"), std::nullopt);
   EXPECT_NE(other->find_connection("also-kept"), std::nullopt);
+}
+
+// Without server transactions a command's writes are visible before it
+// fails; a reader that loaded them then must see the version move once more
+// when they are taken back, or it would keep serving what never happened.
+TEST_F(MongoStoreTest, AReaderThatSawARolledBackWriteIsToldToReload) {
+  auto store = open();
+  if (dynamic_cast<MongoStore&>(*store).uses_server_transactions())
+    GTEST_SKIP() << "a server transaction's writes are not visible before it commits";
+  auto reader = open();
+  std::int64_t seen = 0;
+  EXPECT_THROW(store->transaction([&] {
+    store->insert_connection(connection("transient"));
+    ConfigData during = reader->load_config();  // what serve would load now
+    ASSERT_EQ(during.connections.size(), 1u);
+    seen = during.version;
+    throw std::runtime_error("the command fails after its first write");
+  }),
+               std::runtime_error);
+  ASSERT_GT(seen, 0);
+  EXPECT_NE(reader->config_version(), seen) << "the reader would keep the rolled-back config";
+  EXPECT_GT(reader->config_version(), seen) << "the version never goes back";
+  ConfigData after = reader->load_config();
+  EXPECT_TRUE(after.connections.empty());
+  EXPECT_EQ(store->find_connection("transient"), std::nullopt);
 }
 
 }  // namespace

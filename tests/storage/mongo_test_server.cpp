@@ -13,6 +13,8 @@
 #include <iostream>
 #include <mutex>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #ifndef LLM_PROXY_FAKE_MONGOD
 #error "LLM_PROXY_FAKE_MONGOD must name tests/storage/fake_mongod.py"
@@ -83,11 +85,11 @@ ServerState& server() {
       s.options = q == std::string::npos ? "" : u.substr(q);
       std::size_t slash = head.find('/', scheme + 3);
       s.base = head.substr(0, slash);
-      std::cout << "MongoDB conformance: running against the server in "
+      std::cout << "MongoDB tests: running against the server in "
                    "LLM_PROXY_TEST_MONGODB_URI\n";
     } else {
       start_fake(s);
-      std::cout << "MongoDB conformance: running against the wire-protocol test server (no "
+      std::cout << "MongoDB tests: running against the wire-protocol test server (no "
                    "real mongod available here)\n";
     }
     std::cout.flush();
@@ -136,6 +138,126 @@ std::string url_for(const std::string& db) {
 
 bool using_test_server() {
   return server().fake;
+}
+
+namespace {
+
+// One client on the database a URL names, for the raw helpers below.
+class Raw {
+ public:
+  explicit Raw(const std::string& url) {
+    mongoc_init();
+    bson_error_t e;
+    mongoc_uri_t* uri = mongoc_uri_new_with_error(url.c_str(), &e);
+    if (!uri) throw std::runtime_error(std::string("MongoDB URL: ") + e.message);
+    const char* db = mongoc_uri_get_database(uri);
+    db_ = db && *db ? db : "llm_proxy";
+    client_ = mongoc_client_new_from_uri_with_error(uri, &e);
+    mongoc_uri_destroy(uri);
+    if (!client_) throw std::runtime_error(std::string("MongoDB client: ") + e.message);
+  }
+  ~Raw() {
+    for (auto* c : colls_) mongoc_collection_destroy(c);
+    if (client_) mongoc_client_destroy(client_);
+  }
+  Raw(const Raw&) = delete;
+  Raw& operator=(const Raw&) = delete;
+
+  mongoc_client_t* client() { return client_; }
+  const std::string& db() const { return db_; }
+  mongoc_collection_t* coll(const std::string& name) {
+    colls_.push_back(mongoc_client_get_collection(client_, db_.c_str(), name.c_str()));
+    return colls_.back();
+  }
+
+ private:
+  mongoc_client_t* client_ = nullptr;
+  std::string db_;
+  std::vector<mongoc_collection_t*> colls_;
+};
+
+// A document parsed from extended JSON.
+struct Json {
+  explicit Json(const std::string& json) {
+    bson_error_t e;
+    doc = bson_new_from_json(reinterpret_cast<const uint8_t*>(json.data()),
+                             static_cast<ssize_t>(json.size()), &e);
+    if (!doc) throw std::runtime_error("bad extended JSON " + json + ": " + e.message);
+  }
+  ~Json() { bson_destroy(doc); }
+  Json(const Json&) = delete;
+  Json& operator=(const Json&) = delete;
+  bson_t* doc;
+};
+
+std::string relaxed(const bson_t* d) {
+  char* s = bson_as_relaxed_extended_json(d, nullptr);
+  std::string out = s ? s : "";
+  bson_free(s);
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> collection_names(const std::string& url) {
+  Raw raw(url);
+  mongoc_database_t* d = mongoc_client_get_database(raw.client(), raw.db().c_str());
+  bson_error_t e;
+  char** names = mongoc_database_get_collection_names_with_opts(d, nullptr, &e);
+  mongoc_database_destroy(d);
+  if (!names) throw std::runtime_error(std::string("listCollections: ") + e.message);
+  std::vector<std::string> out;
+  for (char** n = names; *n; ++n) out.emplace_back(*n);
+  bson_strfreev(names);
+  return out;
+}
+
+std::vector<std::string> find(const std::string& url, const std::string& collection,
+                              const std::string& filter_json) {
+  Raw raw(url);
+  Json filter(filter_json);
+  mongoc_cursor_t* cur =
+      mongoc_collection_find_with_opts(raw.coll(collection), filter.doc, nullptr, nullptr);
+  std::vector<std::string> out;
+  const bson_t* d = nullptr;
+  while (mongoc_cursor_next(cur, &d)) out.push_back(relaxed(d));
+  bson_error_t e;
+  bool bad = mongoc_cursor_error(cur, &e);
+  mongoc_cursor_destroy(cur);
+  if (bad) throw std::runtime_error("find in " + collection + ": " + e.message);
+  return out;
+}
+
+std::int64_t count(const std::string& url, const std::string& collection,
+                   const std::string& filter_json) {
+  return static_cast<std::int64_t>(find(url, collection, filter_json).size());
+}
+
+void insert(const std::string& url, const std::string& collection, const std::string& doc_json) {
+  Raw raw(url);
+  Json doc(doc_json);
+  bson_error_t e;
+  if (!mongoc_collection_insert_one(raw.coll(collection), doc.doc, nullptr, nullptr, &e))
+    throw std::runtime_error("insert into " + collection + ": " + e.message);
+}
+
+std::int64_t next_id(const std::string& url, const std::string& collection) {
+  Raw raw(url);
+  Json query("{\"_id\": \"counter:" + collection + "\"}");
+  Json update("{\"$inc\": {\"value\": {\"$numberLong\": \"1\"}}}");
+  bson_t reply;
+  bson_error_t e;
+  bool ok = mongoc_collection_find_and_modify(raw.coll("meta"), query.doc, nullptr, update.doc,
+                                              nullptr, false, /*upsert=*/true, /*_new=*/true,
+                                              &reply, &e);
+  std::int64_t value = 0;
+  bson_iter_t it;
+  if (ok && bson_iter_init(&it, &reply) && bson_iter_find_descendant(&it, "value.value", &it))
+    value = bson_iter_as_int64(&it);
+  bson_destroy(&reply);
+  if (!ok) throw std::runtime_error(std::string("findAndModify: ") + e.message);
+  if (value <= 0) throw std::runtime_error("counter:" + collection + " is not a number");
+  return value;
 }
 
 }  // namespace llmproxy::storage::mongotest

@@ -11,7 +11,9 @@
 // Which one ran is printed once per process.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace llmproxy::storage::mongotest {
 
@@ -24,5 +26,19 @@ void drop_database(const std::string& url);
 std::string url_for(const std::string& db);
 // True when the tests run against tests/storage/fake_mongod.py.
 bool using_test_server();
+
+// Raw access for tests that look behind the Store interface, on the database
+// `url` names. JSON in is MongoDB extended JSON ({"$numberLong": "…"} for
+// int64); documents out are relaxed extended JSON (numbers as plain numbers).
+// Throw std::runtime_error on any failure.
+std::vector<std::string> collection_names(const std::string& url);
+std::vector<std::string> find(const std::string& url, const std::string& collection,
+                              const std::string& filter_json = "{}");
+std::int64_t count(const std::string& url, const std::string& collection,
+                   const std::string& filter_json = "{}");
+void insert(const std::string& url, const std::string& collection, const std::string& doc_json);
+// Reserves the next value of the store's id counter for `collection` (the
+// counter document the backend allocates _ids from).
+std::int64_t next_id(const std::string& url, const std::string& collection);
 
 }  // namespace llmproxy::storage::mongotest

@@ -5,6 +5,8 @@
 #                               postgres on a free 127.0.0.1 port with its unix socket in that
 #                               directory, and write STATE
 #   pg_cluster.sh stop STATE    stop that cluster, remove its directory and STATE
+#   pg_cluster.sh down STATE    stop its server at once (as a crash would), keeping the data
+#   pg_cluster.sh up STATE      start that server again, on the same port
 #
 # STATE is a shell-sourceable file: PG_CLUSTER_DIR, PG_CLUSTER_PORT and PG_CLUSTER_URL (a
 # superuser URL to the `postgres` database; authentication is `trust` on loopback, except for
@@ -75,6 +77,36 @@ stop_cluster() {
   rm -f "$state"
 }
 
+start_server() {
+  local bindir=$1 dir=$2 port=$3
+  as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off \
+        -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    start >/dev/null
+}
+
+# down/up: the server of a running cluster goes away and comes back with its data.
+server_down() {
+  local state=$1
+  [[ -f $state ]] || die "no cluster state in $state"
+  local PG_CLUSTER_DIR="" PG_CLUSTER_BINDIR="" PG_CLUSTER_RUN_USER=""
+  # shellcheck disable=SC1090
+  source "$state"
+  RUN_USER=${PG_CLUSTER_RUN_USER:-postgres}
+  as_owner "$PG_CLUSTER_BINDIR/pg_ctl" -D "$PG_CLUSTER_DIR/data" -m immediate -w stop >/dev/null
+}
+
+server_up() {
+  local state=$1
+  [[ -f $state ]] || die "no cluster state in $state"
+  local PG_CLUSTER_DIR="" PG_CLUSTER_BINDIR="" PG_CLUSTER_RUN_USER="" PG_CLUSTER_PORT=""
+  # shellcheck disable=SC1090
+  source "$state"
+  RUN_USER=${PG_CLUSTER_RUN_USER:-postgres}
+  start_server "$PG_CLUSTER_BINDIR" "$PG_CLUSTER_DIR" "$PG_CLUSTER_PORT" ||
+    { cat "$PG_CLUSTER_DIR/postgres.log" >&2 || true; die "postgres did not start again"; }
+}
+
 start_cluster() {
   local state=$1
   stop_cluster "$state" # a cluster left behind by an interrupted run
@@ -123,10 +155,7 @@ start_cluster() {
   while :; do
     port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
     port_in_use "$port" && continue
-    if as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off \
-          -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
-      start >/dev/null; then
+    if start_server "$bindir" "$dir" "$port"; then
       break
     fi
     tries=$((tries + 1))
@@ -144,9 +173,11 @@ start_cluster() {
     "127.0.0.1:$port, data in $dir"
 }
 
-[[ $# -eq 2 ]] || die "usage: $0 start|stop STATE_FILE"
+[[ $# -eq 2 ]] || die "usage: $0 start|stop|down|up STATE_FILE"
 case $1 in
   start) start_cluster "$2" ;;
   stop) stop_cluster "$2" ;;
-  *) die "usage: $0 start|stop STATE_FILE" ;;
+  down) server_down "$2" ;;
+  up) server_up "$2" ;;
+  *) die "usage: $0 start|stop|down|up STATE_FILE" ;;
 esac

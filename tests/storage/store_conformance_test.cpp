@@ -95,6 +95,12 @@ void PrintTo(const UsageRecord& r, std::ostream* os) {
       << " cost=" << r.cost << "}";
 }
 
+void PrintTo(const AdminUser& u, std::ostream* os) {
+  *os << "AdminUser{id=" << u.id << " username=" << u.username << " role=" << to_string(u.role)
+      << " password_hash=" << u.password_hash << " created_at=" << u.created_at
+      << " updated_at=" << u.updated_at << "}";
+}
+
 }  // namespace llmproxy
 
 namespace llmproxy::storage {
@@ -233,6 +239,18 @@ Assignment model_assignment(Id vkey_id, Id model_id, Limits limits = {}) {
   a.created_at = kCreated;
   a.updated_at = kUpdated;
   return a;
+}
+
+// The hash is opaque to the store: an encoded PBKDF2 hash with every
+// character its base64 uses ($ + / =), different per user.
+AdminUser admin_user(const std::string& username, AdminRole role = AdminRole::kAdmin) {
+  AdminUser u;
+  u.username = username;
+  u.role = role;
+  u.password_hash = "pbkdf2-sha256$600000$c2FsdC8rPQ+" + username + "/w==$aGFzaCs/Lz0=" + username;
+  u.created_at = kCreated;
+  u.updated_at = kUpdated;
+  return u;
 }
 
 UsageRecord usage(TimeMs ts, const std::string& request_id) {
@@ -400,10 +418,23 @@ std::string group_key(const UsageRecord& r, UsageGroupBy by) {
   return "";
 }
 
+// Nearest rank, from the definition in store.h: the smallest of the values v
+// such that at least p% of them are <= v.
+double reference_percentile(std::vector<double> values, int p) {
+  std::sort(values.begin(), values.end());
+  const double n = static_cast<double>(values.size());
+  for (double v : values) {
+    auto at_most = std::count_if(values.begin(), values.end(), [&](double x) { return x <= v; });
+    if (static_cast<double>(at_most) * 100 >= p * n) return v;
+  }
+  return 0;
+}
+
 std::vector<UsageGroup> reference_aggregate(const std::vector<UsageRecord>& records,
                                             const UsageQuery& q, UsageGroupBy by) {
   std::map<std::string, UsageGroup> groups;  // std::string order: byte-wise ascending
   std::map<std::string, double> latency;
+  std::map<std::string, std::vector<double>> latencies;
   for (const auto& r : records) {
     if (!matches(r, q)) continue;
     std::string key = group_key(r, by);
@@ -415,18 +446,52 @@ std::vector<UsageGroup> reference_aggregate(const std::vector<UsageRecord>& reco
     g.completion_tokens += r.completion_tokens;
     g.cost += r.cost;
     latency[key] += r.latency_ms;
+    latencies[key].push_back(r.latency_ms);
   }
   std::vector<UsageGroup> out;
   for (auto& [key, g] : groups) {
     g.avg_latency_ms = latency[key] / static_cast<double>(g.requests);
+    g.p50_latency_ms = reference_percentile(latencies[key], 50);
+    g.p95_latency_ms = reference_percentile(latencies[key], 95);
+    g.p99_latency_ms = reference_percentile(latencies[key], 99);
     out.push_back(g);
   }
   return out;
 }
 
+// Percentiles are one of the group's own latencies, so they compare exactly.
+void ExpectPercentiles(const std::vector<UsageGroup>& got, const std::vector<UsageGroup>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    SCOPED_TRACE("group " + want[i].group);
+    ASSERT_EQ(got[i].group, want[i].group);
+    EXPECT_EQ(got[i].p50_latency_ms, want[i].p50_latency_ms) << "p50";
+    EXPECT_EQ(got[i].p95_latency_ms, want[i].p95_latency_ms) << "p95";
+    EXPECT_EQ(got[i].p99_latency_ms, want[i].p99_latency_ms) << "p99";
+  }
+}
+
 UsageGroup group(std::string name, std::int64_t requests, std::int64_t errors, std::int64_t prompt,
                  std::int64_t completion, double cost, double avg_latency) {
-  return UsageGroup{std::move(name), requests, errors, prompt, completion, cost, avg_latency};
+  UsageGroup g;
+  g.group = std::move(name);
+  g.requests = requests;
+  g.errors = errors;
+  g.prompt_tokens = prompt;
+  g.completion_tokens = completion;
+  g.cost = cost;
+  g.avg_latency_ms = avg_latency;
+  return g;
+}
+
+// A group's name with only its latency percentiles, for ExpectPercentiles.
+UsageGroup percentiles(std::string name, double p50, double p95, double p99) {
+  UsageGroup g;
+  g.group = std::move(name);
+  g.p50_latency_ms = p50;
+  g.p95_latency_ms = p95;
+  g.p99_latency_ms = p99;
+  return g;
 }
 
 struct TestAbort : std::runtime_error {
@@ -482,6 +547,10 @@ class StoreConformance : public ::testing::TestWithParam<conf::BackendFactory> {
   Assignment add(Assignment a) {
     a.id = s().insert_assignment(a);
     return a;
+  }
+  AdminUser add_admin(AdminUser u) {
+    u.id = s().insert_admin_user(u);
+    return u;
   }
 
   // Runs fn and checks that config_version went up.
@@ -604,6 +673,7 @@ TEST_P(StoreConformance, FreshStoreIsEmpty) {
   EXPECT_TRUE(s().list_assignments().empty());
   EXPECT_TRUE(s().list_usage({}).empty());
   EXPECT_TRUE(s().aggregate_usage({}, UsageGroupBy::kModel).empty());
+  EXPECT_TRUE(s().list_admin_users().empty());
   ConfigData cfg = s().load_config();
   EXPECT_TRUE(cfg.connections.empty());
   EXPECT_TRUE(cfg.models.empty());
@@ -625,6 +695,8 @@ TEST_P(StoreConformance, LookupsOfMissingObjectsReturnNothing) {
   EXPECT_FALSE(s().delete_model(1));
   EXPECT_FALSE(s().delete_vkey(1));
   EXPECT_FALSE(s().delete_assignment(1));
+  EXPECT_EQ(s().find_admin_user("nope"), std::nullopt);
+  EXPECT_FALSE(s().delete_admin_user(1));
 }
 
 TEST_P(StoreConformance, ReopeningRunsMigrationsIdempotently) {
@@ -1718,6 +1790,7 @@ class UsageAggregates : public StoreConformance {
   void check(const UsageQuery& q, UsageGroupBy by, const std::vector<UsageGroup>& want) {
     ExpectGroups(reference_aggregate(records, q, by), want);  // the test's own arithmetic
     ExpectGroups(s().aggregate_usage(q, by), want);
+    ExpectPercentiles(s().aggregate_usage(q, by), reference_aggregate(records, q, by));
   }
 
   const TimeMs t0 = utc(2026, 6, 15, 8);
@@ -1761,6 +1834,20 @@ TEST_P(UsageAggregates, FiltersApply) {
         {group("m-zeta", 1, 0, 100, 200, 1.25, 150)});  // r4 only
   check({.since = t0 + 7000}, UsageGroupBy::kModel, {});
   check({.vkey_id = key_x.id + key_y.id + 1000}, UsageGroupBy::kKey, {});
+}
+
+TEST_P(UsageAggregates, LatencyPercentilesByModel) {
+  // m-alpha: 10 (r5), 50 (r3), 300 (r2); m-zeta: 20 (r6), 100 (r1), 150 (r4).
+  // Ranks for n = 3: p50 ceil(1.5) = 2, p95 ceil(2.85) = 3, p99 ceil(2.97) = 3.
+  const std::vector<UsageGroup> want = {percentiles("m-alpha", 50, 300, 300),
+                                        percentiles("m-zeta", 100, 150, 150)};
+  ExpectPercentiles(reference_aggregate(records, {}, UsageGroupBy::kModel), want);
+  ExpectPercentiles(s().aggregate_usage({}, UsageGroupBy::kModel), want);
+  // Filters apply to the percentiles too: key-x has r1, r2 (m-zeta 100, m-alpha 300), r5.
+  ExpectPercentiles(s().aggregate_usage({.vkey_id = key_x.id}, UsageGroupBy::kModel),
+                    {percentiles("m-alpha", 10, 300, 300), percentiles("m-zeta", 100, 100, 100)});
+  ExpectPercentiles(s().aggregate_usage({.since = t0 + 3000}, UsageGroupBy::kConnection),
+                    {percentiles("conn-b", 20, 150, 150)});  // 10, 20, 50, 150
 }
 
 TEST_P(UsageAggregates, LimitIsIgnored) {
@@ -1828,6 +1915,8 @@ TEST_P(StoreConformance, UsageAggregatesMatchReferenceOnLargeBatch) {
                    std::to_string(i));
       ExpectGroups(s().aggregate_usage(all_keys[i], by),
                    reference_aggregate(w.records, all_keys[i], by));
+      ExpectPercentiles(s().aggregate_usage(all_keys[i], by),
+                        reference_aggregate(w.records, all_keys[i], by));
     }
   }
   // Master-key records have no assignment, so group by assignment only where
@@ -1838,8 +1927,180 @@ TEST_P(StoreConformance, UsageAggregatesMatchReferenceOnLargeBatch) {
                    std::to_string(i));
       ExpectGroups(s().aggregate_usage(one_key[i], by),
                    reference_aggregate(w.records, one_key[i], by));
+      ExpectPercentiles(s().aggregate_usage(one_key[i], by),
+                        reference_aggregate(w.records, one_key[i], by));
     }
   }
+}
+
+TEST_P(StoreConformance, UsageLatencyPercentilesAreNearestRank) {
+  // Per model, latencies inserted in shuffled order; expected values worked
+  // out by hand from rank k = ceil(p * n / 100).
+  std::map<std::string, std::vector<double>> by_model;
+  for (int i = 1; i <= 100; ++i) by_model["hundred"].push_back(i);       // ranks 50, 95, 99
+  for (int i = 1; i <= 101; ++i) by_model["hundred-one"].push_back(i);   // ranks 51, 96, 100
+  for (int i = 1; i <= 20; ++i) by_model["twenty"].push_back(i + 0.25);  // ranks 10, 19, 20
+  by_model["single"] = {7.5};
+  by_model["ties"] = {5, 5, 100, 5, 5};                                       // ranks 3, 5, 5
+  for (int i = 1; i <= 200; ++i) by_model["two-hundred"].push_back(i * 0.5);  // ranks 100, 190, 198
+  const std::vector<UsageGroup> want = {
+      percentiles("hundred", 50, 95, 99),         percentiles("hundred-one", 51, 96, 100),
+      percentiles("single", 7.5, 7.5, 7.5),       percentiles("ties", 5, 100, 100),
+      percentiles("twenty", 10.25, 19.25, 20.25), percentiles("two-hundred", 50, 95, 99)};
+
+  std::vector<UsageRecord> records;
+  for (const auto& [name, latencies] : by_model) {
+    for (double latency : latencies) {
+      UsageRecord r = usage(utc(2026, 4, 1) + static_cast<TimeMs>(records.size()) * 1000,
+                            "p" + std::to_string(records.size()));
+      r.model = name;
+      r.latency_ms = latency;
+      records.push_back(r);
+    }
+  }
+  std::mt19937 rng(7);
+  std::shuffle(records.begin(), records.end(), rng);
+  s().insert_usage(records);
+
+  ExpectPercentiles(reference_aggregate(records, {}, UsageGroupBy::kModel), want);
+  ExpectPercentiles(s().aggregate_usage({}, UsageGroupBy::kModel), want);
+  // One day: one group of all 427 latencies, ranked together.
+  std::vector<UsageGroup> day = s().aggregate_usage({}, UsageGroupBy::kDay);
+  ExpectPercentiles(day, reference_aggregate(records, {}, UsageGroupBy::kDay));
+  ASSERT_EQ(day.size(), 1u);
+  EXPECT_EQ(day[0].requests, 427);
+}
+
+// ===========================================================================
+// Admin users
+
+TEST_P(StoreConformance, AdminUserRoundTripsEveryField) {
+  AdminUser u = admin_user("root", AdminRole::kViewer);
+  u.id = s().insert_admin_user(u);
+  EXPECT_GT(u.id, 0);
+  EXPECT_EQ(s().find_admin_user("root"), u);
+  ASSERT_EQ(s().list_admin_users(), std::vector<AdminUser>{u});
+  // The hash comes back byte for byte.
+  EXPECT_EQ(s().find_admin_user("root")->password_hash, u.password_hash);
+}
+
+TEST_P(StoreConformance, AdminUserInsertSetsTimestampsWhenZeroAndIgnoresId) {
+  const TimeMs before = wall_now();
+  AdminUser u = admin_user("stamped");
+  u.id = 4242;
+  u.created_at = 0;
+  u.updated_at = 0;
+  Id id = s().insert_admin_user(u);
+  EXPECT_NE(id, 4242);
+  auto got = s().find_admin_user("stamped");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->id, id);
+  EXPECT_GE(got->created_at, before);
+  EXPECT_LE(got->created_at, wall_now());
+  EXPECT_EQ(got->updated_at, got->created_at);
+}
+
+TEST_P(StoreConformance, AdminUserListIsOrderedByUsernameBytes) {
+  // Distinct ids in another order; usernames are case-sensitive.
+  std::set<Id> ids;
+  for (const char* name : {"zed", "bob", "Bob", "alice", "al.ice@example.com", "_x"})
+    ids.insert(s().insert_admin_user(admin_user(name)));
+  EXPECT_EQ(ids.size(), 6u);
+  std::vector<std::string> names;
+  for (const AdminUser& u : s().list_admin_users()) names.push_back(u.username);
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"Bob", "_x", "al.ice@example.com", "alice", "bob", "zed"}));
+  EXPECT_EQ(s().find_admin_user("BOB"), std::nullopt);
+  EXPECT_EQ(s().find_admin_user("Bob")->username, "Bob");
+}
+
+TEST_P(StoreConformance, AdminUserDuplicateUsernameIsConflict) {
+  AdminUser u = admin_user("dup");
+  u.id = s().insert_admin_user(u);
+  AdminUser again = admin_user("dup", AdminRole::kViewer);
+  again.password_hash = "pbkdf2-sha256$600000$b3RoZXI=$b3RoZXI=";
+  EXPECT_TRUE(Throws(ErrorKind::kConflict, [&] { s().insert_admin_user(again); }));
+  EXPECT_EQ(s().list_admin_users(), std::vector<AdminUser>{u}) << "the first one is untouched";
+}
+
+TEST_P(StoreConformance, AdminUserUpdateChangesRoleHashAndName) {
+  AdminUser u = add_admin(admin_user("before"));
+  AdminUser other = add_admin(admin_user("other"));
+  u.role = AdminRole::kViewer;
+  u.password_hash = "pbkdf2-sha256$700000$bmV3LXNhbHQ=$bmV3LWhhc2g+Lw==";
+  const TimeMs since = wall_now();
+  s().update_admin_user(u);
+  auto got = s().find_admin_user("before");
+  ASSERT_TRUE(Updated(got, u, since));
+  EXPECT_GE(got->updated_at, since) << "updated_at is the time of the update";
+  EXPECT_EQ(got->created_at, kCreated);
+
+  u.username = "after";
+  s().update_admin_user(u);
+  EXPECT_EQ(s().find_admin_user("before"), std::nullopt);
+  ASSERT_TRUE(Updated(s().find_admin_user("after"), u, since));
+  EXPECT_EQ(s().find_admin_user("other"), other);
+}
+
+TEST_P(StoreConformance, AdminUserUpdateToTakenUsernameIsConflict) {
+  AdminUser a = add_admin(admin_user("a"));
+  AdminUser b = add_admin(admin_user("b"));
+  AdminUser renamed = b;
+  renamed.username = "a";
+  EXPECT_TRUE(Throws(ErrorKind::kConflict, [&] { s().update_admin_user(renamed); }));
+  EXPECT_EQ(s().list_admin_users(), (std::vector<AdminUser>{a, b}));
+}
+
+TEST_P(StoreConformance, AdminUserUpdateOfMissingIdIsNotFound) {
+  AdminUser u = add_admin(admin_user("present"));
+  AdminUser ghost = admin_user("ghost");
+  ghost.id = u.id + 1000;
+  EXPECT_TRUE(Throws(ErrorKind::kNotFound, [&] { s().update_admin_user(ghost); }));
+  EXPECT_EQ(s().find_admin_user("ghost"), std::nullopt);
+  EXPECT_EQ(s().list_admin_users(), std::vector<AdminUser>{u});
+}
+
+TEST_P(StoreConformance, AdminUserDeleteReturnsTrueThenFalse) {
+  AdminUser keep = add_admin(admin_user("keep"));
+  AdminUser gone = add_admin(admin_user("gone"));
+  EXPECT_TRUE(s().delete_admin_user(gone.id));
+  EXPECT_FALSE(s().delete_admin_user(gone.id));
+  EXPECT_EQ(s().find_admin_user("gone"), std::nullopt);
+  EXPECT_EQ(s().list_admin_users(), std::vector<AdminUser>{keep});
+  // The name is free again, under a new id.
+  AdminUser back = add_admin(admin_user("gone"));
+  EXPECT_NE(back.id, gone.id);
+}
+
+TEST_P(StoreConformance, AdminUserChangesAreNotConfigChanges) {
+  const std::int64_t version = s().config_version();
+  AdminUser u = add_admin(admin_user("quiet"));
+  u.role = AdminRole::kViewer;
+  s().update_admin_user(u);
+  s().delete_admin_user(u.id);
+  EXPECT_EQ(s().config_version(), version);
+}
+
+TEST_P(StoreConformance, AdminUsersRollBackWithTheTransaction) {
+  AdminUser kept = add_admin(admin_user("kept"));
+  EXPECT_THROW(s().transaction([&] {
+    s().insert_admin_user(admin_user("rolled-back"));
+    AdminUser changed = kept;
+    changed.role = AdminRole::kViewer;
+    s().update_admin_user(changed);
+    throw TestAbort();
+  }),
+               TestAbort);
+  EXPECT_EQ(s().list_admin_users(), std::vector<AdminUser>{kept});
+}
+
+TEST_P(StoreConformance, AdminUsersSurviveReopenAndAreSeenByAnotherStore) {
+  AdminUser u = add_admin(admin_user("persistent"));
+  auto second = open_again();
+  EXPECT_EQ(second->find_admin_user("persistent"), u);
+  store_.reset();
+  store_ = open_again();
+  EXPECT_EQ(s().list_admin_users(), std::vector<AdminUser>{u});
 }
 
 // ===========================================================================

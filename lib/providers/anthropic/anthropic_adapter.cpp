@@ -25,7 +25,8 @@ UpstreamRequest Adapter::build_request(const InboundRequest& in, const routing::
   return req;
 }
 
-Reply Adapter::translate_reply(const InboundRequest&, int status, std::string body) const {
+Reply Adapter::translate_reply(const InboundRequest&, int status, std::string body,
+                               const ReplyHeaders&) const {
   Json msg = Json::parse(body, nullptr, false);
   Reply r;
   r.status = status;

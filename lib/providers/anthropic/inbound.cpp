@@ -313,7 +313,8 @@ class Passthrough final : public providers::Adapter {
     for (const auto& h : c.headers) req.headers.push_back(h);
     return req;
   }
-  Reply translate_reply(const InboundRequest&, int status, std::string body) const override {
+  Reply translate_reply(const InboundRequest&, int status, std::string body,
+                        const ReplyHeaders&) const override {
     Reply r;
     r.status = status;
     static constexpr std::string_view kKeys[] = {"usage"};
@@ -327,7 +328,8 @@ class Passthrough final : public providers::Adapter {
   std::unique_ptr<StreamTranslator> stream_translator(const InboundRequest&) const override {
     return std::make_unique<PassthroughStream>();
   }
-  Reply map_error(const Connection&, int status, std::string body) const override {
+  Reply map_error(const Connection&, int status, std::string body,
+                  const ReplyHeaders&) const override {
     Reply r;
     r.status = status;
     r.body = std::move(body);  // already Anthropic-shaped for Anthropic clients

@@ -60,7 +60,8 @@ Json to_chat_completion(const Json& msg) {
             {"total_tokens", u.prompt_tokens + u.completion_tokens}}}};
 }
 
-Reply Adapter::map_error(const Connection& connection, int status, std::string body) const {
+Reply Adapter::map_error(const Connection& connection, int status, std::string body,
+                         const ReplyHeaders&) const {
   Json doc = Json::parse(body, nullptr, false);
   const Json& err = doc.is_object() && doc.contains("error") && doc["error"].is_object()
                         ? doc["error"]

@@ -76,7 +76,8 @@ UpstreamRequest Adapter::build_request_at(const InboundRequest& in, const routin
   return req;
 }
 
-Reply Adapter::translate_reply(const InboundRequest& in, int status, std::string body) const {
+Reply Adapter::translate_reply(const InboundRequest& in, int status, std::string body,
+                               const ReplyHeaders& headers) const {
   Json doc = Json::parse(body, nullptr, false);
   Reply r;
   r.status = status;
@@ -90,7 +91,8 @@ Reply Adapter::translate_reply(const InboundRequest& in, int status, std::string
     Json request = Json::parse(in.body, nullptr, false);
     bool base64 = request.is_object() && request.contains("encoding_format") &&
                   request["encoding_format"] == "base64";
-    Json list = to_embedding_list(doc, client_model(in), base64, r.usage);
+    Json list =
+        to_embedding_list(doc, client_model(in), base64, input_token_count(headers), r.usage);
     if (list.is_null()) {
       r.status = 502;
       r.body = openai_error_body("the bedrock reply holds no embeddings", "upstream_error",

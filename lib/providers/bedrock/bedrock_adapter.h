@@ -16,9 +16,13 @@
 // - Embeddings (POST /v1/embeddings) go to InvokeModel
 //   (POST {endpoint}/model/{modelId}/invoke) in the model family's own body:
 //   Amazon Titan Text Embeddings (one inputText per call, so an `input` array
-//   of several strings is refused) or Cohere Embed (a `texts` batch). Cohere
-//   replies carry no token counts (Bedrock sends them only in the
-//   X-Amzn-Bedrock-Input-Token-Count header): usage is recorded as 0 tokens.
+//   of several strings is refused) or Cohere Embed (a `texts` batch). The
+//   prompt token count is Bedrock's X-Amzn-Bedrock-Input-Token-Count reply
+//   header (what AWS bills; Cohere's body has no count at all), else Titan's
+//   inputTextTokenCount, else 0.
+// - Error types come from the body's `__type`, else the x-amzn-ErrorType
+//   header (restJson1 puts it only there), else a known name in the message,
+//   else the HTTP status.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -58,17 +62,24 @@ EmbeddingFamily embedding_family(std::string_view model);
 // Throws RequestError naming the field it cannot translate.
 Json to_invoke_embeddings(const Json& openai, std::string_view model);
 // A Titan or Cohere InvokeModel reply → OpenAI's embedding list (vectors as
-// base64 little-endian float32s when `base64`); sets `usage`. Null when the
-// reply is neither shape.
-Json to_embedding_list(const Json& reply, const std::string& model, bool base64, Usage& usage);
+// base64 little-endian float32s when `base64`); sets `usage`, whose prompt
+// tokens are `input_tokens` (the reply's X-Amzn-Bedrock-Input-Token-Count)
+// when known, else Titan's inputTextTokenCount. Null when the reply is
+// neither shape.
+Json to_embedding_list(const Json& reply, const std::string& model, bool base64,
+                       std::optional<std::int64_t> input_tokens, Usage& usage);
+// The X-Amzn-Bedrock-Input-Token-Count header's value, when it is a count.
+std::optional<std::int64_t> input_token_count(const ReplyHeaders& headers);
 
 class Adapter final : public providers::Adapter {
  public:
   UpstreamRequest build_request(const InboundRequest& in,
                                 const routing::Route& route) const override;
-  Reply translate_reply(const InboundRequest& in, int status, std::string body) const override;
+  Reply translate_reply(const InboundRequest& in, int status, std::string body,
+                        const ReplyHeaders& headers) const override;
   std::unique_ptr<StreamTranslator> stream_translator(const InboundRequest& in) const override;
-  Reply map_error(const Connection& connection, int status, std::string body) const override;
+  Reply map_error(const Connection& connection, int status, std::string body,
+                  const ReplyHeaders& headers) const override;
 
   // build_request at a given time (Unix seconds): deterministic, for tests.
   UpstreamRequest build_request_at(const InboundRequest& in, const routing::Route& route,

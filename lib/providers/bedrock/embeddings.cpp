@@ -1,6 +1,7 @@
 // OpenAI embeddings ↔ Bedrock InvokeModel for Amazon Titan Text Embeddings
 // (v1, v2) and Cohere Embed (v3, v4).
 #include <bit>
+#include <charconv>
 #include <cstring>
 #include <utility>
 
@@ -116,7 +117,18 @@ Json to_invoke_embeddings(const Json& in, std::string_view model) {
   return out;
 }
 
-Json to_embedding_list(const Json& reply, const std::string& model, bool base64, Usage& usage) {
+std::optional<std::int64_t> input_token_count(const ReplyHeaders& headers) {
+  std::string_view v = headers.get("X-Amzn-Bedrock-Input-Token-Count");
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  std::int64_t n = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (v.empty() || ec != std::errc() || end != v.data() + v.size() || n < 0) return std::nullopt;
+  return n;
+}
+
+Json to_embedding_list(const Json& reply, const std::string& model, bool base64,
+                       std::optional<std::int64_t> input_tokens, Usage& usage) {
   if (!reply.is_object()) return Json();
   Json vectors = Json::array();
   usage = Usage{};
@@ -134,6 +146,7 @@ Json to_embedding_list(const Json& reply, const std::string& model, bool base64,
   } else {
     return Json();
   }
+  if (input_tokens) usage.prompt_tokens = *input_tokens;  // what AWS counted and bills
   usage.reported = true;
   Json data = Json::array();
   for (std::size_t i = 0; i < vectors.size(); ++i) {

@@ -72,14 +72,26 @@ Json to_chat_completion(const Json& reply, const std::string& id, const std::str
 
 namespace {
 
-// The exception name: from an AWS "__type" ("...#ThrottlingException") or a
-// name in the message when present, else from the status.
-std::string exception_type(int status, const Json& doc, const std::string& message) {
+// The exception name of an AWS type string: "ThrottlingException",
+// "com.amazon.bedrock#ThrottlingException" (awsJson `__type`) or
+// "ThrottlingException:http://internal.amazon.com/coral/..." (x-amzn-ErrorType).
+std::string exception_name(std::string_view type) {
+  if (auto colon = type.find(':'); colon != std::string_view::npos) type = type.substr(0, colon);
+  if (auto hash = type.rfind('#'); hash != std::string_view::npos) type = type.substr(hash + 1);
+  while (!type.empty() && type.front() == ' ') type.remove_prefix(1);
+  while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
+  return std::string(type);
+}
+
+// The exception name: from the body's "__type", else the x-amzn-ErrorType
+// header (Bedrock's restJson1 errors carry the type only there), else a name
+// in the message, else from the status.
+std::string exception_type(int status, const Json& doc, const std::string& message,
+                           const ReplyHeaders& headers) {
   std::string type = doc.is_object() && doc.contains("__type") && doc["__type"].is_string()
-                         ? doc["__type"].get<std::string>()
+                         ? exception_name(doc["__type"].get<std::string>())
                          : "";
-  if (auto hash = type.rfind('#'); hash != std::string::npos) type = type.substr(hash + 1);
-  if (auto colon = type.find(':'); colon != std::string::npos) type.resize(colon);
+  if (type.empty()) type = exception_name(headers.get("x-amzn-ErrorType"));
   if (!type.empty()) return type;
   static const char* kKnown[] = {"ThrottlingException",           "ValidationException",
                                  "ResourceNotFoundException",     "ServiceUnavailableException",
@@ -111,7 +123,8 @@ std::string exception_type(int status, const Json& doc, const std::string& messa
 
 }  // namespace
 
-Reply Adapter::map_error(const Connection& connection, int status, std::string body) const {
+Reply Adapter::map_error(const Connection& connection, int status, std::string body,
+                         const ReplyHeaders& headers) const {
   Json doc = Json::parse(body, nullptr, false);
   std::string message;
   for (const char* key : {"message", "Message"}) {
@@ -119,7 +132,7 @@ Reply Adapter::map_error(const Connection& connection, int status, std::string b
       message = doc[key].get<std::string>();
   }
   if (message.empty()) message = body.substr(0, 200);
-  std::string type = exception_type(status, doc, message);
+  std::string type = exception_type(status, doc, message, headers);
   Reply r;
   r.status = status;
   // ModelNotReady arrives as HTTP 429 but is a "retry shortly" 503.

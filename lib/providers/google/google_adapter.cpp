@@ -36,11 +36,10 @@ std::string base64_floats(const Json& values) {
   return out;
 }
 
-Reply bad_reply() {
+Reply bad_reply(std::string_view why) {
   Reply r;
   r.status = 502;
-  r.body =
-      openai_error_body("the google reply was not JSON", "upstream_error", "upstream_bad_reply");
+  r.body = openai_error_body(why, "upstream_error", "upstream_bad_reply");
   return r;
 }
 
@@ -62,8 +61,9 @@ UpstreamRequest Adapter::build_request(const InboundRequest& in,
       url.path.ends_with("/v1beta") || url.path.ends_with("/v1") ? url.path : url.path + "/v1beta";
   std::string model_path = path + "/models/" + route.remote;
   if (in.endpoint == Endpoint::kEmbeddings) {
-    req.target = model_path + ":batchEmbedContents";
-    req.body = to_batch_embed_request(openai, route.remote).dump();
+    EmbedRequest embed = to_embed_request(openai, route.remote);
+    req.target = model_path + (embed.batch ? ":batchEmbedContents" : ":embedContent");
+    req.body = embed.body.dump();
   } else {
     req.target = in.stream_requested ? model_path + ":streamGenerateContent?alt=sse"
                                      : model_path + ":generateContent";
@@ -76,19 +76,23 @@ UpstreamRequest Adapter::build_request(const InboundRequest& in,
   return req;
 }
 
-Reply Adapter::translate_reply(const InboundRequest& in, int status, std::string body) const {
+Reply Adapter::translate_reply(const InboundRequest& in, int status, std::string body,
+                               const ReplyHeaders&) const {
   Json doc = Json::parse(body, nullptr, false);
-  if (!doc.is_object()) return bad_reply();
+  if (!doc.is_object()) return bad_reply("the google reply was not JSON");
   Reply r;
   r.status = status;
   std::string remote = in.route ? in.route->remote : std::string();
   if (in.endpoint == Endpoint::kEmbeddings) {
-    Json list = to_embedding_list(doc, remote);
+    Json list = to_embedding_list(doc, remote, r.usage);
+    if (list.is_null()) return bad_reply("the google reply holds no embeddings");
     Json request = Json::parse(in.body, nullptr, false);
-    if (request.is_object() && request.value("encoding_format", "float") == "base64") {
+    const Json* format = request.is_object() && request.contains("encoding_format")
+                             ? &request["encoding_format"]
+                             : nullptr;
+    if (format && *format == "base64") {
       for (Json& item : list["data"]) item["embedding"] = base64_floats(item["embedding"]);
     }
-    r.usage.reported = true;  // Gemini reports no token counts for embeddings
     r.body = list.dump();
     return r;
   }

@@ -1,6 +1,7 @@
 // `google`: OpenAI chat completions / embeddings ↔ the Gemini API (v1beta
-// generateContent, streamGenerateContent?alt=sse, batchEmbedContents; key in
-// x-goog-api-key), replies and SSE streams translated back to OpenAI's shapes.
+// generateContent, streamGenerateContent?alt=sse, embedContent /
+// batchEmbedContents; key in x-goog-api-key), replies and SSE streams
+// translated back to OpenAI's shapes.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -16,15 +17,25 @@ constexpr std::string_view kDefaultEndpoint = "https://generativelanguage.google
 // OpenAI chat request (parsed) → Gemini GenerateContentRequest. Throws
 // RequestError naming the field it cannot translate.
 Json to_generate_request(const Json& openai);
-// OpenAI embeddings request (parsed) → Gemini BatchEmbedContentsRequest.
-Json to_batch_embed_request(const Json& openai, const std::string& remote_model);
+// OpenAI embeddings request (parsed) → the Gemini request for `remote_model`:
+// one text is an EmbedContentRequest (POST …:embedContent), several a
+// BatchEmbedContentsRequest (POST …:batchEmbedContents). `dimensions` becomes
+// outputDimensionality. Throws RequestError naming the field it cannot send.
+struct EmbedRequest {
+  bool batch = false;
+  Json body;
+};
+EmbedRequest to_embed_request(const Json& openai, const std::string& remote_model);
 
 // Gemini GenerateContentResponse → OpenAI chat.completion. `id` and `model`
 // are used when the response carries no responseId / modelVersion.
 Json to_chat_completion(const Json& response, const std::string& fallback_id,
                         const std::string& fallback_model);
-// Gemini BatchEmbedContentsResponse → OpenAI embedding list.
-Json to_embedding_list(const Json& response, const std::string& model);
+// Gemini EmbedContentResponse ({"embedding":{…}}) or BatchEmbedContentsResponse
+// ({"embeddings":[…]}) → OpenAI embedding list, with usage from its
+// usageMetadata.promptTokenCount (0 when the reply has none). Null when the
+// reply is neither shape.
+Json to_embedding_list(const Json& response, const std::string& model, Usage& usage);
 // Gemini finishReason → OpenAI finish_reason (before tool calls are considered).
 std::string_view finish_reason(std::string_view gemini_reason);
 Usage usage_of(const Json& usage_metadata);
@@ -40,9 +51,11 @@ class Adapter final : public providers::Adapter {
  public:
   UpstreamRequest build_request(const InboundRequest& in,
                                 const routing::Route& route) const override;
-  Reply translate_reply(const InboundRequest& in, int status, std::string body) const override;
+  Reply translate_reply(const InboundRequest& in, int status, std::string body,
+                        const ReplyHeaders& headers) const override;
   std::unique_ptr<StreamTranslator> stream_translator(const InboundRequest& in) const override;
-  Reply map_error(const Connection& connection, int status, std::string body) const override;
+  Reply map_error(const Connection& connection, int status, std::string body,
+                  const ReplyHeaders& headers) const override;
 };
 
 }  // namespace llmproxy::providers::google

@@ -318,31 +318,50 @@ Json to_generate_request(const Json& in) {
   return out;
 }
 
-Json to_batch_embed_request(const Json& in, const std::string& remote_model) {
+EmbedRequest to_embed_request(const Json& in, const std::string& remote_model) {
   const Json& input = in.contains("input") ? in["input"] : Json();
-  Json texts = Json::array();
+  std::vector<std::string> texts;
   if (input.is_string()) {
-    texts.push_back(input);
+    texts.push_back(input.get<std::string>());
   } else if (input.is_array() && !input.empty()) {
     for (std::size_t i = 0; i < input.size(); ++i) {
       if (!input[i].is_string())
         refuse("input", "Gemini embeds text only: input[" + std::to_string(i) +
                             "] is not a string (token arrays cannot be sent)");
-      texts.push_back(input[i]);
+      texts.push_back(input[i].get<std::string>());
     }
   } else {
     refuse("input", "input must be a string or a non-empty array of strings");
   }
-  std::string model = "models/" + remote_model;
-  Json requests = Json::array();
-  for (Json& text : texts) {
-    Json req = {{"model", model},
-                {"content", {{"parts", Json::array({{{"text", std::move(text)}}})}}}};
-    if (in.contains("dimensions") && in["dimensions"].is_number_integer())
-      req["outputDimensionality"] = in["dimensions"];
-    requests.push_back(std::move(req));
+  if (in.contains("encoding_format") && !in["encoding_format"].is_null()) {
+    const Json& f = in["encoding_format"];
+    if (!f.is_string() || (f != "float" && f != "base64"))
+      refuse("encoding_format", "encoding_format must be 'float' or 'base64'");
   }
-  return {{"requests", std::move(requests)}};
+  const Json* dimensions =
+      in.contains("dimensions") && !in["dimensions"].is_null() ? &in["dimensions"] : nullptr;
+  if (dimensions && !(dimensions->is_number_integer() && dimensions->get<std::int64_t>() > 0))
+    refuse("dimensions", "dimensions must be a positive integer");
+
+  // One EmbedContentRequest per text; the model is in the URL for one text,
+  // and named in every request of a batch (it must match the URL's).
+  auto request = [&](std::string& text, bool named) {
+    Json req = Json::object();
+    if (named) req["model"] = "models/" + remote_model;
+    req["content"] = {{"parts", Json::array({{{"text", std::move(text)}}})}};
+    if (dimensions) req["outputDimensionality"] = *dimensions;
+    return req;
+  };
+  EmbedRequest out;
+  out.batch = texts.size() > 1;
+  if (!out.batch) {
+    out.body = request(texts[0], false);
+    return out;
+  }
+  Json requests = Json::array();
+  for (std::string& text : texts) requests.push_back(request(text, true));
+  out.body = {{"requests", std::move(requests)}};
+  return out;
 }
 
 }  // namespace llmproxy::providers::google

@@ -139,26 +139,37 @@ Json to_chat_completion(const Json& response, const std::string& fallback_id,
             {"total_tokens", u.prompt_tokens + u.completion_tokens}}}};
 }
 
-Json to_embedding_list(const Json& response, const std::string& model) {
-  Json data = Json::array();
-  const Json& embeddings = response.contains("embeddings") && response["embeddings"].is_array()
-                               ? response["embeddings"]
-                               : Json::array();
-  for (std::size_t i = 0; i < embeddings.size(); ++i) {
-    const Json& e = embeddings[i];
-    data.push_back(
-        {{"object", "embedding"},
-         {"index", i},
-         {"embedding", e.is_object() && e.contains("values") ? e["values"] : Json::array()}});
+Json to_embedding_list(const Json& response, const std::string& model, Usage& usage) {
+  usage = Usage{};
+  Json one = Json::array();
+  const Json* embeddings = nullptr;
+  if (response.contains("embedding")) {  // EmbedContentResponse
+    one.push_back(response["embedding"]);
+    embeddings = &one;
+  } else if (response.contains("embeddings") && response["embeddings"].is_array()) {
+    embeddings = &response["embeddings"];
+  } else {
+    return Json();
   }
-  // Gemini does not report token counts for embeddings.
-  return {{"object", "list"},
-          {"data", std::move(data)},
-          {"model", model},
-          {"usage", {{"prompt_tokens", 0}, {"total_tokens", 0}}}};
+  Json data = Json::array();
+  for (std::size_t i = 0; i < embeddings->size(); ++i) {
+    const Json& e = (*embeddings)[i];
+    if (!e.is_object() || !e.contains("values") || !e["values"].is_array()) return Json();
+    data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", e["values"]}});
+  }
+  // EmbeddingUsageMetadata: the input's tokens (older replies have none).
+  if (response.contains("usageMetadata") && response["usageMetadata"].is_object())
+    usage.prompt_tokens = count(response["usageMetadata"], "promptTokenCount");
+  usage.reported = true;
+  return {
+      {"object", "list"},
+      {"data", std::move(data)},
+      {"model", model},
+      {"usage", {{"prompt_tokens", usage.prompt_tokens}, {"total_tokens", usage.prompt_tokens}}}};
 }
 
-Reply Adapter::map_error(const Connection& connection, int status, std::string body) const {
+Reply Adapter::map_error(const Connection& connection, int status, std::string body,
+                         const ReplyHeaders&) const {
   Json doc = Json::parse(body, nullptr, false);
   if (doc.is_array() && !doc.empty()) doc = doc[0];  // streamed errors come wrapped in an array
   const Json& err = doc.is_object() && doc.contains("error") && doc["error"].is_object()

@@ -17,7 +17,8 @@ class MockAdapter final : public Adapter {
   UpstreamRequest build_request(const InboundRequest&, const routing::Route&) const override {
     return {};
   }
-  Reply translate_reply(const InboundRequest&, int status, std::string body) const override {
+  Reply translate_reply(const InboundRequest&, int status, std::string body,
+                        const ReplyHeaders&) const override {
     return {status, "application/json", std::move(body), {}, {}};
   }
   std::unique_ptr<StreamTranslator> stream_translator(const InboundRequest&) const override {

@@ -211,7 +211,8 @@ UpstreamRequest OpenAIAdapter::build_request(const InboundRequest& in,
   return req;
 }
 
-Reply OpenAIAdapter::translate_reply(const InboundRequest&, int status, std::string body) const {
+Reply OpenAIAdapter::translate_reply(const InboundRequest&, int status, std::string body,
+                                     const ReplyHeaders&) const {
   Reply r;
   r.status = status;
   if (status < 300) {

@@ -203,7 +203,8 @@ UpstreamRequest Adapter::build_request(const InboundRequest& in, const routing::
   return req;
 }
 
-Reply Adapter::translate_reply(const InboundRequest& in, int, std::string body) const {
+Reply Adapter::translate_reply(const InboundRequest& in, int, std::string body,
+                               const ReplyHeaders&) const {
   const Connection& c = *in.route->connection;
   Json spec = spec_of(c);
   const Json& reply = spec["reply"];
