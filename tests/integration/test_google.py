@@ -34,6 +34,7 @@ EMBED_MODELS = {"gemini-embedding-001": 3072, "text-embedding-004": 768}
 MAX_BATCH = 100  # requests in one batchEmbedContents
 IMAGE_TOKENS = 258  # what Gemini counts for a small image
 SIGNATURE_PREFIX = "c2lnbmF0dXJl"  # base64 bytes, opaque to clients
+SKIP_SIGNATURE = "skip_thought_signature_validator"
 
 
 # ---------------------------------------------------------------------------
@@ -170,8 +171,10 @@ def check_value(kind, v, at, violations):
             isinstance(v, str) and v.lstrip("-").isdigit())
         return int(v) if ok else bad("TYPE_INT32")
     if kind == "bytes":
+        # Proto3 JSON: standard or URL-safe base64, with or without padding.
         try:
-            base64.b64decode(v, validate=True)
+            text = v.replace("-", "+").replace("_", "/")
+            base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
             return v
         except (TypeError, ValueError):
             return bad("TYPE_BYTES")
@@ -234,7 +237,9 @@ def semantic_checks(req, model):
                               "for more details.")
             for p in calls:
                 sig = p.get("thoughtSignature")
-                if sig and not sig.startswith(SIGNATURE_PREFIX):
+                # Google documents this sentinel for calls whose signature is
+                # not at hand (e.g. history rebuilt by a client framework).
+                if sig and sig != SKIP_SIGNATURE and not sig.startswith(SIGNATURE_PREFIX):
                     raise Invalid("Corrupted thought signature.")
 
 
@@ -740,6 +745,24 @@ class GoogleTest(unittest.TestCase):
         [choice] = r.json()["choices"]
         self.assertEqual(choice["finish_reason"], "stop")
         self.assertEqual(choice["message"]["content"], 'tool said [{"content": {"temp_c": 18}}]')
+
+    def test_unsigned_tool_calls_get_the_documented_sentinel_on_gemini_3(self):
+        # A client that rebuilds the assistant message (LangChain does) drops
+        # extra_content; Gemini 3 would refuse the call, so the proxy signs it
+        # with Google's sentinel. Gemini 2.x calls are left unsigned.
+        call = {"id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}}
+        messages = [{"role": "user", "content": "weather in Rome?"},
+                    {"role": "assistant", "content": None, "tool_calls": [call]},
+                    {"role": "tool", "tool_call_id": "call_1", "content": "25C"}]
+        for model, expected in (("gem3", SKIP_SIGNATURE), ("flash", None)):
+            with self.subTest(model=model):
+                before = len(self.fake.requests)
+                r = self.post({"model": model, "messages": messages, "tools": [WEATHER_TOOL]})
+                self.assertEqual(r.status, 200, r.body)
+                [sent] = self.sent(before)
+                [fc_part] = sent["body"]["contents"][1]["parts"]
+                self.assertEqual(fc_part.get("thoughtSignature"), expected)
 
     def test_streamed_tool_call(self):
         s = self.serve.stream("/v1/chat/completions", {

@@ -167,6 +167,29 @@ TEST(GoogleRequest, ThoughtSignaturesGoBackOnTheirFunctionCalls) {
     {"functionCall": {"name": "time", "args": {}}}])"));
 }
 
+// Clients that rebuild tool calls drop the signature; the first call of each
+// model turn gets Google's documented sentinel, real signatures stay.
+TEST(GoogleRequest, UnsignedCallsGetTheSentinelSignature) {
+  Json out = translate(R"({"messages": [
+    {"role": "user", "content": "Weather?"},
+    {"role": "assistant", "content": null, "tool_calls": [
+      {"id": "a", "type": "function", "function": {"name": "weather", "arguments": "{}"}},
+      {"id": "b", "type": "function", "function": {"name": "time", "arguments": "{}"}}]},
+    {"role": "tool", "tool_call_id": "a", "content": "sunny"},
+    {"role": "tool", "tool_call_id": "b", "content": "noon"},
+    {"role": "assistant", "content": null, "tool_calls": [
+      {"id": "c", "type": "function", "function": {"name": "weather", "arguments": "{}"},
+       "extra_content": {"google": {"thought_signature": "c2ln"}}}]},
+    {"role": "tool", "tool_call_id": "c", "content": "rain"}]})");
+  sign_unsigned_calls(out);
+  EXPECT_EQ(out["contents"][1]["parts"], Json::parse(R"([
+    {"functionCall": {"name": "weather", "args": {}},
+     "thoughtSignature": "skip_thought_signature_validator"},
+    {"functionCall": {"name": "time", "args": {}}}])"));
+  EXPECT_EQ(out["contents"][3]["parts"][0]["thoughtSignature"], "c2ln");
+  EXPECT_FALSE(out["contents"][0]["parts"][0].contains("thoughtSignature"));
+}
+
 void expect_refused(const std::string& openai, const std::string& param) {
   try {
     translate(openai);

@@ -322,7 +322,8 @@ async function handleGoogle(fake, req, res) {
   if (model.startsWith('gemini-3')) {
     for (const c of body.contents) {
       const call = c.parts.find((p) => p.functionCall);
-      if (c.role === 'model' && call && call.thoughtSignature !== SIGNATURE) {
+      if (c.role === 'model' && call && call.thoughtSignature !== SIGNATURE &&
+          call.thoughtSignature !== 'skip_thought_signature_validator') {  // Google's documented sentinel
         return googleError(res, 400, 'INVALID_ARGUMENT', 'Function call is missing a thought_signature in functionCall parts. ' +
           'This is required for tools to work correctly, and missing thought_signature may lead to degraded model performance.');
       }

@@ -234,10 +234,9 @@ for (const p of PROVIDERS) {
 // came with. The proxy hands the signature to clients where Google's own
 // OpenAI-compatible endpoint does (tool_calls[].extra_content.google), but
 // LangChain rebuilds tool_calls from its parsed ToolCall objects and drops
-// extra_content, so the second turn reaches Gemini unsigned.
-test('bindTools round trip on gemini-3 (thought signatures)', {
-  todo: 'LangChain drops tool_calls[].extra_content, so Gemini 3 refuses the unsigned function call',
-}, async () => {
+// extra_content; the proxy then sends Google's documented sentinel signature,
+// so the round trip still works.
+test('bindTools round trip on gemini-3 (thought signatures)', async () => {
   const model = chat('gemini3').bindTools([WEATHER_TOOL]);
   const question = new HumanMessage('what is the weather in Lisbon');
   const first = await model.invoke([question]);

@@ -67,7 +67,9 @@ UpstreamRequest Adapter::build_request(const InboundRequest& in,
   } else {
     req.target = in.stream_requested ? model_path + ":streamGenerateContent?alt=sse"
                                      : model_path + ":generateContent";
-    req.body = to_generate_request(openai).dump();
+    Json body = to_generate_request(openai);
+    if (route.remote.starts_with("gemini-3")) sign_unsigned_calls(body);
+    req.body = body.dump();
   }
   req.headers = {{"Content-Type", "application/json"}};
   // The key goes in a header, never the URL, so it stays out of logs.

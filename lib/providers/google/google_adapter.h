@@ -44,6 +44,13 @@ Usage usage_of(const Json& usage_metadata);
 // OpenAI-compatible endpoint; clients echo it back with the call, and
 // to_generate_request puts it back on the part).
 void add_thought_signature(Json& tool_call, const Json& part);
+// Gemini 3 refuses a conversation whose model turns carry function calls
+// without the thought signature they came with — which is what clients that
+// rebuild tool calls from their own objects send (LangChain's ChatOpenAI drops
+// extra_content). Google documents a sentinel signature for such calls
+// ("skip_thought_signature_validator"); it goes on each unsigned first
+// function call of a model turn, real signatures are never replaced.
+void sign_unsigned_calls(Json& generate_request);
 // "chatcmpl-<responseId>", or a generated id when there is none.
 std::string completion_id(const Json& response, std::string_view request_id);
 

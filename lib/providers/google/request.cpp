@@ -13,7 +13,6 @@ using chat_parts::refuse;
 using chat_parts::split_data_url;
 using chat_parts::text_of;
 
-
 // The image type a URL's extension suggests; Gemini needs one for fileData.
 std::string guess_image_type(const std::string& url) {
   std::string path = url.substr(0, url.find_first_of("?#"));
@@ -316,6 +315,21 @@ Json to_generate_request(const Json& in) {
   Json config = generation_config(in);
   if (!config.empty()) out["generationConfig"] = std::move(config);
   return out;
+}
+
+void sign_unsigned_calls(Json& req) {
+  if (!req.contains("contents")) return;
+  for (Json& content : req["contents"]) {
+    if (content.value("role", "") != "model" || !content.contains("parts")) continue;
+    // Gemini signs the first function call of a turn (parallel calls share it).
+    for (Json& part : content["parts"]) {
+      if (!part.contains("functionCall")) continue;
+      if (!part.contains("thoughtSignature")) {
+        part["thoughtSignature"] = "skip_thought_signature_validator";
+      }
+      break;
+    }
+  }
 }
 
 EmbedRequest to_embed_request(const Json& in, const std::string& remote_model) {
