@@ -117,7 +117,7 @@ void add_admin_commands(CLI::App& app, Context& ctx) {
 
   CLI::App* remove = add_command(group, ctx, "delete", "Delete an admin user (signs them out)",
                                  "  llm-proxy admin delete alice\n", [&ctx, f] {
-                                   ops::remove_admin_user(ctx.store(), f->ref);
+                                   ops::remove_admin_user(ctx.store(), f->ref, false);
                                    if (ctx.json) print_json({{"removed", f->ref}});
                                  });
   remove->alias("remove");
@@ -136,7 +136,7 @@ void add_admin_commands(CLI::App& app, Context& ctx) {
   CLI::App* set_role = add_command(
       group, ctx, "set-role", "Make a user an admin or a (read-only) viewer",
       "  llm-proxy admin set-role alice viewer\n", [&ctx, f] {
-        print_user(ctx, ops::set_admin_role(ctx.store(), f->ref, ops::parse_role(f->role)));
+        print_user(ctx, ops::set_admin_role(ctx.store(), f->ref, ops::parse_role(f->role), false));
       });
   set_role->add_option("username", f->ref, "Username")->required();
   set_role->add_option("role", f->role, "admin or viewer")->required();

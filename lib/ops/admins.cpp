@@ -82,8 +82,25 @@ std::vector<AdminUser> list_admin_users(Store& store) {
   return out;
 }
 
-void remove_admin_user(Store& store, std::string_view username) {
-  store.transaction([&] { store.delete_admin_user(find_or_throw(store, username).id); });
+namespace {
+
+void refuse_losing_the_last_admin(Store& store, const AdminUser& u) {
+  if (u.role != AdminRole::kAdmin) return;
+  for (const AdminUser& other : store.list_admin_users()) {
+    if (other.role == AdminRole::kAdmin && other.id != u.id) return;
+  }
+  throw conflict("'" + u.username +
+                 "' is the last admin user; make another user an admin first (or use the CLI)");
+}
+
+}  // namespace
+
+void remove_admin_user(Store& store, std::string_view username, bool keep_an_admin) {
+  store.transaction([&] {
+    AdminUser u = find_or_throw(store, username);
+    if (keep_an_admin) refuse_losing_the_last_admin(store, u);
+    store.delete_admin_user(u.id);
+  });
 }
 
 AdminUser set_admin_password(Store& store, std::string_view username, std::string_view password) {
@@ -100,11 +117,13 @@ AdminUser set_admin_password(Store& store, std::string_view username, std::strin
   return without_hash(std::move(out));
 }
 
-AdminUser set_admin_role(Store& store, std::string_view username, AdminRole role) {
+AdminUser set_admin_role(Store& store, std::string_view username, AdminRole role,
+                         bool keep_an_admin) {
   AdminUser out;
   store.transaction([&] {
     AdminUser u = find_or_throw(store, username);
     if (u.role != role) {  // unchanged: the user's tokens stay valid
+      if (keep_an_admin) refuse_losing_the_last_admin(store, u);
       u.role = role;
       store.update_admin_user(u);
       u = find_or_throw(store, username);

@@ -134,9 +134,13 @@ AdminUser add_admin_user(Store& store, std::string_view username, AdminRole role
                          std::string_view password);
 std::vector<AdminUser> list_admin_users(Store& store);  // by username
 // Each throws kNotFound when no user has that name.
-void remove_admin_user(Store& store, std::string_view username);
+// Unless keep_an_admin is false, removing or demoting the last user with the
+// admin role is refused (kConflict): through the admin API that would lock
+// everyone out of it. The CLI passes false — it is the way back in.
+void remove_admin_user(Store& store, std::string_view username, bool keep_an_admin = true);
 AdminUser set_admin_password(Store& store, std::string_view username, std::string_view password);
-AdminUser set_admin_role(Store& store, std::string_view username, AdminRole role);
+AdminUser set_admin_role(Store& store, std::string_view username, AdminRole role,
+                         bool keep_an_admin = true);
 
 // The CLI's --json and the admin API's shape of a user: id, username, role,
 // created_at, updated_at (never the hash).

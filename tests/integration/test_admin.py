@@ -363,6 +363,13 @@ class AdminUsersTest(unittest.TestCase):
         self.assertError(self.login("carl", "carl-password-1", serve), 401, "unauthorized")
         token = self.token("carl", "carl-password-2", serve=serve)
         self.assertEqual(self.api("GET", "/me", token=token, serve=serve).status, 200)
+        # The last admin cannot remove or demote themselves through the API...
+        self.assertError(self.api("DELETE", "/users/carl", token=token, serve=serve), 409,
+                         "conflict")
+        self.assertError(self.api("PATCH", "/users/carl", {"role": "viewer"}, token=token,
+                                  serve=serve), 409, "conflict")
+        # ...once there is another admin they can.
+        self.assertEqual(add_user(ws, "dan", "dan-password-12").returncode, 0)
         self.assertEqual(self.api("DELETE", "/users/carl", token=token, serve=serve).status, 204)
         self.assertError(self.api("GET", "/me", token=token, serve=serve), 401, "unauthorized")
 
