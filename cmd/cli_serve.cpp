@@ -100,7 +100,7 @@ void add_serve_command(CLI::App& app, Context& ctx) {
   add_double(serve, "--grace", *grace, "Seconds to let requests finish on SIGTERM (default 30)");
   add_int(serve, "--usage-buffer", *usage_buffer,
           "Usage records kept in memory while the database is unreachable; beyond it the "
-          "oldest are dropped and counted (default 1000000)");
+          "older ones are dropped and counted (default 1000000)");
   add_double(serve, "--read-timeout", *read_timeout,
              "Seconds a client has to send a whole request, or to take a reply it stalls "
              "(default 60)");

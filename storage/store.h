@@ -76,13 +76,14 @@ class Store {
   virtual std::int64_t config_version() = 0;
 
   // Change notification, for serve's config watcher (optional). A backend
-  // that can be told about changes (PostgreSQL: LISTEN/NOTIFY) blocks until a
-  // configuration change committed by any store on the same database may have
-  // happened, interrupt_wait() is called, or `timeout` passes, and returns
-  // true; the caller then reads config_version() to see whether anything
-  // changed (so a lost notification costs at most one timeout). A backend that
-  // cannot (the default) returns false at once: the caller polls
-  // config_version() on its own schedule.
+  // that can be told about changes (PostgreSQL: LISTEN/NOTIFY; MongoDB: a
+  // change stream) blocks until a configuration change committed by any store
+  // on the same database may have happened, interrupt_wait() is called, or
+  // `timeout` passes, and returns true; the caller then reads config_version()
+  // to see whether anything changed (so a lost notification costs at most one
+  // timeout). A backend that cannot (the default; MongoDB on a standalone
+  // server) returns false at once: the caller polls config_version() on its
+  // own schedule.
   virtual bool wait_for_change(std::chrono::milliseconds timeout) {
     (void)timeout;
     return false;

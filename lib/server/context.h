@@ -33,7 +33,7 @@ struct ServerOptions {
   std::string log_level = "info";   // debug | info | warn | error
   bool log_bodies = false;          // prompts and replies in the access log
   // Usage records held in memory while storage cannot take them (beyond it
-  // the oldest are dropped and counted).
+  // older ones are dropped and counted).
   std::size_t usage_buffer = 1'000'000;
   // How long a token from POST /admin/api/login stays valid.
   std::chrono::seconds admin_token_ttl{8 * 3600};

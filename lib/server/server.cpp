@@ -134,10 +134,10 @@ class Watcher {
   }
 
  private:
-  // A backend that is told of changes (PostgreSQL: LISTEN/NOTIFY) wakes the
-  // watcher at once; the others are polled every reload_interval. Either way
-  // the version is read after each wake-up, so a lost notification costs at
-  // most one interval.
+  // A backend that is told of changes (PostgreSQL: LISTEN/NOTIFY; MongoDB on
+  // a replica set: a change stream) wakes the watcher at once; the others are
+  // polled every reload_interval. Either way the version is read after each
+  // wake-up, so a lost notification costs at most one interval.
   void run() {
     std::unique_lock lock(mu_);
     while (!stopping_) {

@@ -28,7 +28,7 @@ class UsageSink {
     std::size_t batch_size = 500;
     std::chrono::milliseconds flush_interval{200};
     // Records held in memory, queued or waiting for storage (an outage):
-    // beyond this the oldest are dropped, and counted (dropped()).
+    // beyond this records are dropped (older ones first), and counted.
     std::size_t max_queued = 1'000'000;
   };
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <optional>
@@ -182,6 +183,20 @@ void init_driver_once() {
     mongoc_log_set_handler(nullptr, nullptr);
   });
 }
+
+// libmongoc initialises itself as it is loaded, before main() and whatever
+// the backend, and may log then: where a killed process left its statistics
+// file /dev/shm/mongoc-<pid> behind and this process got the same pid, it
+// prints "Falling back to malloc for counters." on stderr ahead of anything
+// llm-proxy says. So the driver is silenced before any shared library
+// initialises: the executable's .preinit_array runs first. (Only in an
+// executable; this object is always linked into one.)
+void silence_driver_at_load(int, char**, char**) {
+  mongoc_log_set_handler(nullptr, nullptr);
+}
+using PreInit = void (*)(int, char**, char**);
+[[gnu::section(".preinit_array"), gnu::used]] const PreInit silence_at_load =
+    silence_driver_at_load;
 
 }  // namespace
 
@@ -457,6 +472,26 @@ struct Client {
   }
 };
 
+// wait_for_change's change stream on meta's config_version document, on a
+// client of its own (the store's client is busy under the store's lock).
+struct Watch {
+  mongoc_uri_t* uri = nullptr;
+  mongoc_client_t* client = nullptr;
+  mongoc_change_stream_t* stream = nullptr;
+  std::string db_name;
+  bool unsupported = false;  // a standalone server: no change streams
+
+  ~Watch() {
+    close();
+    if (client) mongoc_client_destroy(client);
+    if (uri) mongoc_uri_destroy(uri);
+  }
+  void close() {
+    if (stream) mongoc_change_stream_destroy(stream);
+    stream = nullptr;
+  }
+};
+
 }  // namespace mongo
 
 using mongo::Doc;
@@ -708,6 +743,9 @@ MongoStore::MongoStore(const std::string& url, crypto::SecretBox box)
   if (!mongoc_uri_has_option(uri, MONGOC_URI_CONNECTTIMEOUTMS))
     mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS, 5000);
   c.client = mongoc_client_new_from_uri_with_error(uri, &e);
+  watch_ = std::make_unique<mongo::Watch>();
+  watch_->uri = mongoc_uri_copy(uri);
+  watch_->db_name = c.db_name;
   mongoc_uri_destroy(uri);
   if (!c.client) throw invalid("MongoDB URL " + describe_ + ": " + c.scrub(e.message));
   mongoc_client_set_error_api(c.client, MONGOC_ERROR_API_VERSION_2);
@@ -734,6 +772,100 @@ MongoStore::MongoStore(const std::string& url, crypto::SecretBox box)
 }
 
 MongoStore::~MongoStore() = default;
+
+// ---- change notification ----------------------------------------------------------
+
+namespace {
+
+// How long one getMore on the change stream waits for an event: the delay
+// with which interrupt_wait() and the caller's timeout are noticed.
+constexpr std::int32_t kAwaitMs = 200;
+
+// The server's answer to $changeStream where there are none (a standalone).
+constexpr std::int32_t kChangeStreamNeedsReplicaSet = 40573;
+
+// A server error that says change streams are not to be had here (none on
+// this deployment, or not for this user), as opposed to a failure (network,
+// election) after which the stream is opened again.
+bool unsupported_here(const bson_error_t& e) {
+  return e.domain == MONGOC_ERROR_SERVER &&
+         (e.code == kChangeStreamNeedsReplicaSet || e.code == 40324 /* unknown stage */ ||
+          e.code == 115 /* CommandNotSupported */ || e.code == 13 /* Unauthorized */);
+}
+
+}  // namespace
+
+bool MongoStore::sleep_until(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(wake_mu_);
+  wake_cv_.wait_until(lock, deadline, [&] { return wake_; });
+  return std::exchange(wake_, false);
+}
+
+bool MongoStore::wait_for_change(std::chrono::milliseconds timeout) {
+  std::lock_guard lock(watch_mu_);
+  mongo::Watch& w = *watch_;
+  if (w.unsupported) return false;  // the caller polls
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  {
+    std::lock_guard wake(wake_mu_);
+    if (std::exchange(wake_, false)) return true;
+  }
+  if (!w.stream) {
+    bson_error_t e;
+    if (!w.client) {
+      w.client = mongoc_client_new_from_uri_with_error(w.uri, &e);
+      if (!w.client) return false;  // cannot happen: the store's client was made from it
+      mongoc_client_set_error_api(w.client, MONGOC_ERROR_API_VERSION_2);
+      mongoc_client_set_appname(w.client, "llm-proxy-watch");
+    }
+    mongoc_collection_t* meta = mongoc_client_get_collection(w.client, w.db_name.c_str(), "meta");
+    Doc id;
+    id.str("documentKey._id", "config_version");
+    Doc match;
+    match.doc("$match", id);
+    Doc stages;
+    stages.doc("0", match);
+    Doc pipeline;
+    pipeline.arr("pipeline", stages);
+    Doc opts;
+    opts.i32("maxAwaitTimeMS", kAwaitMs);
+    w.stream = mongoc_collection_watch(meta, pipeline.get(), opts.get());
+    mongoc_collection_destroy(meta);
+    const bson_t* reply = nullptr;
+    if (mongoc_change_stream_error_document(w.stream, &e, &reply)) {
+      w.close();
+      if (unsupported_here(e)) {
+        w.unsupported = true;
+        return false;
+      }
+      sleep_until(deadline);  // unreachable: the caller's read reports it
+    }
+    return true;  // what changed before the stream opened, the caller's read sees
+  }
+  for (;;) {
+    const bson_t* event = nullptr;
+    if (mongoc_change_stream_next(w.stream, &event)) return true;
+    bson_error_t e;
+    const bson_t* reply = nullptr;
+    if (mongoc_change_stream_error_document(w.stream, &e, &reply)) {
+      w.close();  // lost (the driver resumes what it can): opened again next time
+      return true;
+    }
+    {
+      std::lock_guard wake(wake_mu_);
+      if (std::exchange(wake_, false)) return true;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return true;
+  }
+}
+
+void MongoStore::interrupt_wait() {
+  {
+    std::lock_guard lock(wake_mu_);
+    wake_ = true;
+  }
+  wake_cv_.notify_all();
+}
 
 bool MongoStore::uses_server_transactions() const {
   return db_->tx_supported;

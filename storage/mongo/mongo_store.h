@@ -9,9 +9,17 @@
 // a safe order — dependents created last, deleted first, the config version
 // bumped last — and transaction() keeps an undo journal, so a failure inside
 // fn puts back what fn had written (other clients may see the writes in the
-// meantime: a standalone has no isolation to offer).
+// meantime: a standalone has no isolation to offer) and, if fn had bumped the
+// config version, bumps it once more, so that a reader which loaded the
+// writes before they were taken back reloads.
+//
+// wait_for_change() watches the config version document through a change
+// stream, on a client of its own, where the deployment has change streams
+// (a replica set or a sharded cluster); a standalone server refuses them, and
+// serve then polls.
 #pragma once
 
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,6 +30,7 @@ namespace llmproxy::storage {
 
 namespace mongo {
 struct Client;
+struct Watch;
 }  // namespace mongo
 
 class MongoStore final : public Store {
@@ -42,6 +51,8 @@ class MongoStore final : public Store {
   void transaction(const std::function<void()>& fn) override;
   std::int64_t config_version() override;
   ConfigData load_config() override;
+  bool wait_for_change(std::chrono::milliseconds timeout) override;
+  void interrupt_wait() override;
 
   Id insert_connection(const Connection& c) override;
   void update_connection(const Connection& c) override;
@@ -90,10 +101,20 @@ class MongoStore final : public Store {
   auto config_write(Fn&& fn);
   void migrate();
 
+  // Waits until `deadline` or interrupt_wait(); true when interrupted.
+  bool sleep_until(std::chrono::steady_clock::time_point deadline);
+
   std::unique_ptr<mongo::Client> db_;
   crypto::SecretBox box_;
   std::string describe_;
   std::recursive_mutex mu_;
+
+  // wait_for_change's change stream, used by one waiter at a time.
+  std::mutex watch_mu_;
+  std::unique_ptr<mongo::Watch> watch_;
+  std::mutex wake_mu_;
+  std::condition_variable wake_cv_;
+  bool wake_ = false;  // interrupt_wait() was called
 };
 
 }  // namespace llmproxy::storage

@@ -1815,4 +1815,46 @@ TEST_F(AdminCli, PasswordsAreNeverStoredInPlaintext) {
   EXPECT_FALSE(db_files_contain(kNewPassword));
 }
 
+// libmongoc initialises itself as the binary loads, whatever the backend, and
+// prints "Falling back to malloc for counters." on stderr when a statistics
+// file /dev/shm/mongoc-<pid> already exists (left by a killed process that had
+// the same pid). The CLI's stderr must stay its own: one line on error, else
+// nothing. The child creates the file for its own pid, then execs the binary
+// under that pid.
+TEST_F(Cli, AStaleMongocStatisticsFileDoesNotReachStderr) {
+  int err_pipe[2];
+  ASSERT_EQ(pipe(err_pipe), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    char path[64] = "/dev/shm/mongoc-";
+    char digits[24];
+    int n = 0;
+    for (long v = getpid(); v > 0; v /= 10) digits[n++] = static_cast<char>('0' + v % 10);
+    std::size_t len = std::strlen(path);
+    while (n > 0) path[len++] = digits[--n];
+    path[len] = '\0';
+    int fd = open(path, O_CREAT | O_RDWR, 0600);
+    if (fd >= 0) close(fd);
+    int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 1);
+    dup2(err_pipe[1], 2);
+    close(err_pipe[0]);
+    execl(LLM_PROXY_BIN, LLM_PROXY_BIN, "--help", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(err_pipe[1]);
+  std::string err;
+  char buf[4096];
+  for (ssize_t r; (r = read(err_pipe[0], buf, sizeof buf)) > 0;) err.append(buf, r);
+  close(err_pipe[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  std::string shm = "/dev/shm/mongoc-" + std::to_string(pid);
+  bool file_was_there = unlink(shm.c_str()) == 0;
+  ASSERT_TRUE(file_was_there) << "the child did not create " << shm;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(err, "");
+}
+
 }  // namespace

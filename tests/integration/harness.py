@@ -89,10 +89,11 @@ def db_backend():
         return "postgres"
     if v.startswith("mongodb"):
         return "mongodb"
-    if v == "sqlite" or v.startswith("sqlite:"):
+    if v == "sqlite":
         return "sqlite"
     raise AssertionError(f"LLM_PROXY_TEST_DB_URL={v!r}: expected sqlite, postgres, "
-                         "postgres://…, mongodb or mongodb://…")
+                         "postgres://…, mongodb or mongodb://… (every test needs a database "
+                         "of its own)")
 
 
 def pg_state_url(state=None):
@@ -177,6 +178,7 @@ def _mongo_server_url():
         return v
     uri = os.environ.get("LLM_PROXY_TEST_MONGODB_URI", "").strip()
     if uri:
+        _announce("MongoDB tests: running against the server in LLM_PROXY_TEST_MONGODB_URI")
         return uri
     if _fake_mongod is None:
         _fake_mongod = FakeMongod()
@@ -225,8 +227,7 @@ def new_database(dir):
     """(backend, --db value, cleanup) for a Workspace whose files live in `dir`."""
     backend = db_backend()
     if backend == "sqlite":
-        v = db_setting()
-        return "sqlite", os.path.join(dir, "t.db") if v == "sqlite" else v, lambda: None
+        return "sqlite", os.path.join(dir, "t.db"), lambda: None
     name = "llmproxy_it_" + uuid.uuid4().hex[:12]
     if backend == "postgres":
         v = db_setting()

@@ -4,6 +4,9 @@
 Run all:        python3 tests/integration/test_serve.py
 Run one class:  python3 tests/integration/test_serve.py StreamingTest
 The binary is $LLM_PROXY_BIN, else build/llm-proxy next to the sources.
+The database is a temporary SQLite file, or what LLM_PROXY_TEST_DB_URL says
+(postgres, mongodb, or a server's URL: see harness.py), e.g.
+  LLM_PROXY_TEST_DB_URL=mongodb python3 tests/integration/test_serve.py ReloadTest
 """
 
 import fcntl

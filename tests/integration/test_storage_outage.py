@@ -139,12 +139,13 @@ class OutageCase:
             r, took = self.chat(small, req_id)
             self.assertEqual(r.status, 200, r.body)
             self.assertLess(took, FAST)
-        # The records wait in memory (and metrics still count the requests).
-        m = wait_until(lambda: (lambda m: m if metric(m, "llm_proxy_usage_queue_depth")
-                                >= len(during) else None)(self.scrape(serve)),
-                       NOTICE, message="the usage records to wait in memory")
-        self.assertEqual(metric(m, "llm_proxy_requests_total", model="echo", connection="m",
-                                status_class="2xx"), 1 + len(during))
+        # The records wait in memory, and metrics count the requests meanwhile.
+        def waiting(m):
+            return (metric(m, "llm_proxy_usage_queue_depth") == len(during) and
+                    metric(m, "llm_proxy_requests_total", model="echo", connection="m",
+                           status_class="2xx") == 1 + len(during))
+        m = wait_until(lambda: (lambda m: m if waiting(m) else None)(self.scrape(serve)),
+                       NOTICE, message="the usage records to wait in memory, counted")
         self.assertEqual(metric(m, "llm_proxy_usage_records_dropped_total"), 0)
         ms = wait_until(lambda: (lambda m: m if metric(m, "llm_proxy_usage_records_dropped_total")
                                  == 2 else None)(self.scrape(small)),
@@ -209,6 +210,7 @@ class PostgresOutageTest(OutageCase, unittest.TestCase):
     def cluster(self, action):
         env = dict(os.environ)
         env.pop("LLM_PROXY_TEST_PG_URL", None)  # a cluster of its own, always
+        env["PG_CLUSTER_DURABLE"] = "1"  # acknowledged commits survive `down`
         p = subprocess.run(["bash", PG_CLUSTER, action, self.state], capture_output=True,
                            text=True, timeout=180, env=env)
         if p.returncode != 0:

@@ -27,7 +27,8 @@ killCursors, getMore (cursors honour batchSize), insert, find, update ($set, $in
 replacement; upsert; multi), delete, findAndModify, count, aggregate ($match,
 $group, $sort, $limit, $skip, $project, $count), create, createIndexes (unique
 indexes enforced, E11000 errors in the server's shape), listIndexes,
-listCollections, drop, dropDatabase. Query operators: $eq $ne $gt $gte $lt
+listCollections, drop, dropDatabase ($changeStream is refused, as a
+standalone refuses it). Query operators: $eq $ne $gt $gte $lt
 $lte $in $nin $exists $and $or $nor. Expressions: field paths, $toDate,
 $dateToString, $toString, $cond, $eq $ne $gt $gte $lt $lte, $add, $ifNull.
 """
@@ -606,6 +607,9 @@ def run_pipeline(docs, pipeline):
             docs = docs[int(spec):]
         elif name == "$count":
             docs = [{spec: len(docs)}] if docs else []
+        elif name == "$changeStream":  # as a standalone mongod answers
+            raise CommandError(40573, "Location40573",
+                               "The $changeStream stage is only supported on replica sets")
         elif name == "$project":
             computed = any(not isinstance(v, (int, bool)) for v in spec.values())
             if computed:

@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 #include <mongoc/mongoc.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -328,6 +330,73 @@ TEST_F(MongoStoreTest, AReaderThatSawARolledBackWriteIsToldToReload) {
   ConfigData after = reader->load_config();
   EXPECT_TRUE(after.connections.empty());
   EXPECT_EQ(store->find_connection("transient"), std::nullopt);
+}
+
+// ---- change notification -------------------------------------------------------
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// A standalone server has no change streams (it answers $changeStream with
+// error 40573, as the wire-protocol test server does): serve polls.
+TEST_F(MongoStoreTest, WaitForChangeFallsBackToPollingOnAStandalone) {
+  auto store = open();
+  if (dynamic_cast<MongoStore&>(*store).uses_server_transactions())
+    GTEST_SKIP() << "a replica set has change streams";
+  for (int i = 0; i < 2; ++i) {
+    auto t0 = Clock::now();
+    EXPECT_FALSE(store->wait_for_change(milliseconds(5000))) << "call " << i;
+    EXPECT_LT(Clock::now() - t0, milliseconds(2500)) << "call " << i << " waited";
+  }
+}
+
+// On a replica set (LLM_PROXY_TEST_MONGODB_URI=…?replicaSet=…) a change stream on
+// the config version wakes the waiter.
+TEST_F(MongoStoreTest, WaitForChangeWakesOnACommittedChange) {
+  auto watcher = open();
+  if (!dynamic_cast<MongoStore&>(*watcher).uses_server_transactions())
+    GTEST_SKIP() << "change streams need a replica set (this server is a standalone)";
+  auto writer = open();
+  // The first call opens the stream and returns at once.
+  auto t0 = Clock::now();
+  EXPECT_TRUE(watcher->wait_for_change(milliseconds(5000)));
+  EXPECT_LT(Clock::now() - t0, milliseconds(2500));
+
+  // A change committed once the stream is open is delivered, whenever the
+  // wait begins.
+  const std::int64_t v0 = watcher->config_version();
+  writer->insert_connection(connection("notified"));
+  t0 = Clock::now();
+  EXPECT_TRUE(watcher->wait_for_change(milliseconds(20'000)));
+  EXPECT_LT(Clock::now() - t0, milliseconds(5'000)) << "not woken by the change";
+  EXPECT_GT(watcher->config_version(), v0);
+
+  // Nothing committed: the wait runs out its timeout.
+  EXPECT_THROW(writer->transaction([&] {
+    writer->insert_connection(connection("rolled-back"));
+    throw std::runtime_error("abort");
+  }),
+               std::runtime_error);
+  t0 = Clock::now();
+  EXPECT_TRUE(watcher->wait_for_change(milliseconds(600)));
+  EXPECT_GE(Clock::now() - t0, milliseconds(550)) << "woken by a rolled-back change";
+
+  // Usage is not configuration.
+  UsageRecord r;
+  r.ts = 1'700'000'000'000;
+  r.request_id = "u";
+  r.model = "m";
+  r.status = 200;
+  writer->insert_usage(std::vector<UsageRecord>{r});
+  t0 = Clock::now();
+  EXPECT_TRUE(watcher->wait_for_change(milliseconds(600)));
+  EXPECT_GE(Clock::now() - t0, milliseconds(550)) << "woken by a usage insert";
+
+  // interrupt_wait() ends the next wait at once.
+  watcher->interrupt_wait();
+  t0 = Clock::now();
+  EXPECT_TRUE(watcher->wait_for_change(milliseconds(30'000)));
+  EXPECT_LT(Clock::now() - t0, milliseconds(2'000));
 }
 
 }  // namespace

@@ -8,6 +8,10 @@
 #   pg_cluster.sh down STATE    stop its server at once (as a crash would), keeping the data
 #   pg_cluster.sh up STATE      start that server again, on the same port
 #
+# For speed the server does not wait for its WAL at commit (synchronous_commit=off), so a
+# `down` may lose the last moments of commits; PG_CLUSTER_DURABLE=1 at `start` keeps every
+# acknowledged commit across `down` (the outage tests).
+#
 # STATE is a shell-sourceable file: PG_CLUSTER_DIR, PG_CLUSTER_PORT and PG_CLUSTER_URL (a
 # superuser URL to the `postgres` database; authentication is `trust` on loopback, except for
 # the role llmproxy_pw, which must give its password, so tests can check password handling).
@@ -78,10 +82,11 @@ stop_cluster() {
 }
 
 start_server() {
-  local bindir=$1 dir=$2 port=$3
+  local bindir=$1 dir=$2 port=$3 durable=${4:-0} sync=off
+  [[ $durable == 1 ]] && sync=on
   as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
     -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off \
-        -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+        -c synchronous_commit=$sync -c full_page_writes=off -c max_connections=200" \
     start >/dev/null
 }
 
@@ -100,10 +105,11 @@ server_up() {
   local state=$1
   [[ -f $state ]] || die "no cluster state in $state"
   local PG_CLUSTER_DIR="" PG_CLUSTER_BINDIR="" PG_CLUSTER_RUN_USER="" PG_CLUSTER_PORT=""
+  local PG_CLUSTER_DURABLE=0
   # shellcheck disable=SC1090
   source "$state"
   RUN_USER=${PG_CLUSTER_RUN_USER:-postgres}
-  start_server "$PG_CLUSTER_BINDIR" "$PG_CLUSTER_DIR" "$PG_CLUSTER_PORT" ||
+  start_server "$PG_CLUSTER_BINDIR" "$PG_CLUSTER_DIR" "$PG_CLUSTER_PORT" "$PG_CLUSTER_DURABLE" ||
     { cat "$PG_CLUSTER_DIR/postgres.log" >&2 || true; die "postgres did not start again"; }
 }
 
@@ -138,6 +144,7 @@ start_cluster() {
     echo "PG_CLUSTER_DIR=$dir"
     echo "PG_CLUSTER_BINDIR=$bindir"
     echo "PG_CLUSTER_RUN_USER=$RUN_USER"
+    echo "PG_CLUSTER_DURABLE=${PG_CLUSTER_DURABLE:-0}"
   } >"$state"
 
   if ! as_owner "$bindir/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
@@ -155,7 +162,7 @@ start_cluster() {
   while :; do
     port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
     port_in_use "$port" && continue
-    if start_server "$bindir" "$dir" "$port"; then
+    if start_server "$bindir" "$dir" "$port" "${PG_CLUSTER_DURABLE:-0}"; then
       break
     fi
     tries=$((tries + 1))

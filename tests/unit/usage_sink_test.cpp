@@ -154,24 +154,30 @@ TEST(UsageSink, RecordsSurviveAnOutageAndAreWrittenWhenStorageReturns) {
 TEST(UsageSink, WhatIsHeldInMemoryIsBoundedAndDropsAreCounted) {
   FlakyUsageStore store;
   store.set_down(true);
-  UsageSink sink(store, fast(/*max_queued=*/5));
+  UsageSink::Options o = fast(/*max_queued=*/5);
+  o.flush_interval = 300ms;  // the writer sleeps while the second burst arrives
+  UsageSink sink(store, o);
   sink.start();
-  for (int i = 0; i < 3; ++i) sink.submit(outcome(i));
-  // Some wait for storage (taken by the writer), the rest are still queued:
-  // the bound is on both together.
+  for (int i = 0; i < 5; ++i) sink.submit(outcome(i));
+  // The writer takes them and fails: they wait for storage, the bound full.
   ASSERT_TRUE(eventually([&] { return !sink.healthy(); }));
-  for (int i = 3; i < 8; ++i) sink.submit(outcome(i));
-  ASSERT_TRUE(eventually([&] { return sink.dropped() == 3; })) << sink.dropped();
+  ASSERT_EQ(sink.queued(), 5u);
+  // The bound is on everything held, waiting for storage or newly queued.
+  for (int i = 5; i < 10; ++i) {
+    sink.submit(outcome(i));
+    EXPECT_LE(sink.queued(), 6u) << "after record " << i;
+  }
   ASSERT_TRUE(eventually([&] { return sink.queued() == 5; })) << sink.queued();
+  EXPECT_EQ(sink.dropped(), 5u);
 
   store.set_down(false);
   ASSERT_TRUE(eventually([&] { return sink.written() == 5; })) << sink.written();
-  EXPECT_EQ(sink.dropped(), 3u);
+  EXPECT_EQ(sink.dropped(), 5u);
   EXPECT_EQ(sink.queued(), 0u);
   std::set<std::string> ids;
   for (const UsageRecord& r : store.rows()) ids.insert(r.request_id);
   EXPECT_EQ(ids.size(), 5u) << "no record written twice";
-  EXPECT_TRUE(ids.count("req-7")) << "the newest record is kept";
+  EXPECT_TRUE(ids.count("req-9")) << "the newest record is kept";
   sink.stop();
 }
 
@@ -194,8 +200,7 @@ TEST(UsageSink, AFailingStorageIsRetriedAtABoundedPaceWhileObserversKeepUp) {
   int allowed = 2;
   for (auto pause = 20ms; pause * 2 <= elapsed + 40ms; pause *= 2) ++allowed;
   EXPECT_LE(store.attempts(), allowed + 2)
-      << "in " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
-      << " ms";
+      << "in " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count() << " ms";
   EXPECT_EQ(sink.queued(), 3000u);
 
   store.set_down(false);
