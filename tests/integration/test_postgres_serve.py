@@ -12,26 +12,8 @@ import uuid
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BIN, Serve, Workspace, base_env, chat_body, wait_until  # noqa: E402
-
-
-def cluster_url():
-    state = os.environ.get("LLM_PROXY_TEST_PG_STATE")
-    if not state or not os.path.exists(state):
-        raise AssertionError("LLM_PROXY_TEST_PG_STATE does not name a running test cluster "
-                             "(run through CTest: the storage_pg fixture starts it)")
-    with open(state) as f:
-        for line in f:
-            if line.startswith("PG_CLUSTER_URL="):
-                return line.split("=", 1)[1].strip().strip("'\"")
-    raise AssertionError(f"no PG_CLUSTER_URL in {state}")
-
-
-def psql(url, sql):
-    p = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
-                       capture_output=True, text=True, timeout=30)
-    if p.returncode != 0:
-        raise AssertionError(f"psql failed: {p.stderr}")
+from harness import (BIN, Serve, Workspace, base_env, chat_body, pg_state_url,  # noqa: E402
+                     psql, wait_until)
 
 
 class PgWorkspace(Workspace):
@@ -39,7 +21,7 @@ class PgWorkspace(Workspace):
 
     def __init__(self):
         super().__init__(prefix="llmproxy-pg-")
-        admin = cluster_url()
+        admin = pg_state_url()
         self.dbname = "llmproxy_serve_" + uuid.uuid4().hex[:10]
         psql(admin, f"CREATE DATABASE {self.dbname}")
         self.admin = admin
