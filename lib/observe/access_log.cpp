@@ -49,6 +49,7 @@ std::string AccessLog::line(const usage::Outcome& o) const {
          " completion_tokens=" + std::to_string(r.completion_tokens) +
          " cost=" + fixed(r.cost, 8) + " stream=" + (o.stream ? "true" : "false");
     if (!o.error.empty()) s += " error=" + token(o.error);
+    s += " method=" + token(o.method) + " path=" + token(o.path);
     if (bodies_) s += " request_body=" + text(o.request_body) + " reply_body=" + text(o.reply_body);
     return s + "\n";
   }
@@ -59,6 +60,8 @@ std::string AccessLog::line(const usage::Outcome& o) const {
   s.reserve(320);
   s += "{\"ts\":\"" + timestamp(r.ts) + "\",\"level\":\"info\",\"msg\":\"request\"";
   s += ",\"request_id\":" + str(r.request_id);
+  s += ",\"method\":" + str(o.method);
+  s += ",\"path\":" + str(o.path);
   s += ",\"key\":" + str(r.vkey_name);
   s += ",\"model\":" + str(r.model);
   s += ",\"connection\":" + str(r.conn_name);

@@ -9,7 +9,7 @@ namespace llmproxy::providers {
 
 namespace {
 
-class NoHeaders final : public ReplyHeaders {
+class NoHeaders final : public HeaderView {
  public:
   std::string_view get(std::string_view) const override { return {}; }
 };
@@ -23,7 +23,7 @@ bool iequals(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-const ReplyHeaders& no_headers() {
+const HeaderView& no_headers() {
   static const NoHeaders none;
   return none;
 }
@@ -47,7 +47,7 @@ std::string openai_error_body(std::string_view message, std::string_view type,
 }
 
 Reply Adapter::map_error(const Connection& connection, int status, std::string body,
-                         const ReplyHeaders&) const {
+                         const HeaderView&) const {
   static constexpr std::string_view kKeys[] = {"error"};
   json_scan::Span span[1];
   std::string err;

@@ -56,25 +56,26 @@ struct Usage {
   bool reported = false;
 };
 
-// The headers of the upstream's reply, looked up by name (case-insensitively)
-// where the server already holds them: nothing is copied for adapters that
-// never ask. Some providers put facts only there (Bedrock's
-// X-Amzn-Bedrock-Input-Token-Count, the x-amzn-ErrorType of an error).
-class ReplyHeaders {
+// Headers looked up by name (case-insensitively) where the server already
+// holds them: nothing is copied for code that never asks. The upstream's reply
+// headers go to adapters (some providers put facts only there: Bedrock's
+// X-Amzn-Bedrock-Input-Token-Count, the x-amzn-ErrorType of an error); the
+// client's request headers go to inbound APIs (anthropic-version).
+class HeaderView {
  public:
   // The value of the first header called `name`, or empty. Valid while the
-  // reply is being translated.
+  // request or reply is being handled.
   virtual std::string_view get(std::string_view name) const = 0;
 
  protected:
-  ~ReplyHeaders() = default;
+  ~HeaderView() = default;
 };
 
 // A reply without headers (answered in-process, or in tests).
-const ReplyHeaders& no_headers();
+const HeaderView& no_headers();
 
 // Headers held in a list (tests, and callers that have no parser to view).
-class HeaderList final : public ReplyHeaders {
+class HeaderList final : public HeaderView {
  public:
   HeaderList() = default;
   HeaderList(std::initializer_list<std::pair<std::string, std::string>> headers)
@@ -142,14 +143,24 @@ class Adapter {
                                         const routing::Route& route) const = 0;
   // A complete (non-streamed) upstream reply → the client's reply.
   virtual Reply translate_reply(const InboundRequest& in, int status, std::string body,
-                                const ReplyHeaders& headers) const = 0;
+                                const HeaderView& headers) const = 0;
   virtual std::unique_ptr<StreamTranslator> stream_translator(const InboundRequest& in) const = 0;
+  // Whether a 2xx reply with this Content-Type is a stream to relay as it
+  // arrives (SSE; some providers use a binary event stream of their own).
+  virtual bool is_stream(std::string_view content_type) const {
+    return content_type.starts_with("text/event-stream");
+  }
+  // The adapter that takes `endpoint`'s requests as the client sent them
+  // (the provider's own API, e.g. Anthropic's Messages for anthropic
+  // connections), or null: such requests reach this adapter translated into
+  // the OpenAI chat request every adapter takes.
+  virtual const Adapter* native(Endpoint) const { return nullptr; }
   // A non-2xx upstream reply → OpenAI's error shape with a faithful status.
   // (401/403, the provider refusing the connection's own key, never get
   // here: the server answers those itself.) The default passes OpenAI-shaped
   // errors through and wraps anything else.
   virtual Reply map_error(const Connection& connection, int status, std::string body,
-                          const ReplyHeaders& headers) const;
+                          const HeaderView& headers) const;
 };
 
 // {"error":{"message","type","param","code"}}.
@@ -157,7 +168,7 @@ std::string openai_error_body(std::string_view message, std::string_view type,
                               std::optional<std::string_view> code = std::nullopt,
                               std::optional<std::string_view> param = std::nullopt);
 
-// Null for provider types this build cannot translate yet.
-const Adapter* adapter_for(Provider provider);
+// The adapter for every provider type.
+const Adapter& adapter_for(Provider provider);
 
 }  // namespace llmproxy::providers

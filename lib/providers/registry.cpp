@@ -7,9 +7,12 @@
 #include "lib/providers/provider.h"
 #include "lib/providers/template/template_adapter.h"
 
+#include <stdexcept>
+#include <string>
+
 namespace llmproxy::providers {
 
-const Adapter* adapter_for(Provider provider) {
+const Adapter& adapter_for(Provider provider) {
   static const OpenAIAdapter openai;
   static const MockAdapter mock;
   static const anthropic::Adapter anthropic;
@@ -17,19 +20,20 @@ const Adapter* adapter_for(Provider provider) {
   static const bedrock::Adapter bedrock;
   static const google::Adapter google;
   switch (provider) {
-    case Provider::kMock: return &mock;
+    case Provider::kMock: return mock;
     case Provider::kOpenAI:
     case Provider::kAzure:
     case Provider::kOllama:
     case Provider::kVllm:
     case Provider::kLlamaCpp:
-    case Provider::kOpenAICompatible: return &openai;
-    case Provider::kAnthropic: return &anthropic;
-    case Provider::kTemplate: return &templated;
-    case Provider::kBedrock: return &bedrock;
-    case Provider::kGoogle: return &google;
+    case Provider::kOpenAICompatible: return openai;
+    case Provider::kAnthropic: return anthropic;
+    case Provider::kTemplate: return templated;
+    case Provider::kBedrock: return bedrock;
+    case Provider::kGoogle: return google;
   }
-  return nullptr;
+  throw std::logic_error("no adapter for provider type " +
+                         std::to_string(static_cast<int>(provider)));
 }
 
 }  // namespace llmproxy::providers

@@ -9,10 +9,10 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include "lib/admin/api.h"
 #include "lib/config/snapshot.h"
 #include "lib/limits/limiter.h"
 #include "lib/observe/metrics.h"
-#include "lib/admin/api.h"
 #include "lib/usage/usage_sink.h"
 
 namespace llmproxy::server {
@@ -22,11 +22,11 @@ struct ServerOptions {
   int threads = 0;  // 0: one per core
   std::string master_key;
   std::size_t max_body_bytes = 10 * 1024 * 1024;
-  std::chrono::milliseconds grace{30'000};        // drain time after SIGTERM
+  std::chrono::milliseconds grace{30'000};  // drain time after SIGTERM
   // A request must arrive within this; a client that stops reading a reply
   // (stream or large body) is dropped after it too.
   std::chrono::milliseconds client_read_timeout{60'000};
-  std::chrono::milliseconds reload_interval{500}; // config version polling
+  std::chrono::milliseconds reload_interval{500};  // config version polling
   // The access log: on stdout unless log_file is set; none below info level.
   std::string log_file;
   std::string log_format = "json";  // json | text

@@ -11,14 +11,14 @@
 #include <cerrno>
 #include <cstring>
 #include <iostream>
-#include <optional>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "lib/domain/error.h"
 #include "lib/domain/time.h"
 #include "lib/observe/access_log.h"
-#include "lib/server/session.h"
+#include "lib/server/front_end.h"
 #include "lib/upstream/client.h"
 
 namespace llmproxy::server {
@@ -74,7 +74,8 @@ struct Worker {
   net::awaitable<void> accept_loop() {
     for (;;) {
       beast::error_code ec;
-      tcp::socket socket = co_await acceptor.async_accept(net::redirect_error(net::use_awaitable, ec));
+      tcp::socket socket =
+          co_await acceptor.async_accept(net::redirect_error(net::use_awaitable, ec));
       if (ec) {
         if (!acceptor.is_open()) co_return;
         continue;  // e.g. EMFILE: keep serving the connections we have
@@ -236,16 +237,17 @@ int serve(const storage::Location& where, const ServerOptions& options) {
   auto admin_store = storage::open_store(where);
   // Login tokens are signed with a key derived from the storage secret, so
   // they survive restarts and work on every instance sharing the database.
-  admin::Api admin_api(*admin_store,
-                       {.master_key = options.master_key,
-                        .token_key = storage::secret_box_for(where).derive("llm-proxy admin token v1"),
-                        .token_ttl = options.admin_token_ttl});
+  admin::Api admin_api(
+      *admin_store, {.master_key = options.master_key,
+                     .token_key = storage::secret_box_for(where).derive("llm-proxy admin token v1"),
+                     .token_ttl = options.admin_token_ttl});
   net::thread_pool admin_pool(1);
   ctx.admin = AdminPort{admin_pool.get_executor(), &admin_api};
   seed_token_windows(*config_store, *snapshot, ctx.limiter);
 
-  int threads = options.threads > 0 ? options.threads
-                                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  int threads = options.threads > 0
+                    ? options.threads
+                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   auto tls = upstream::make_tls_context();
   std::vector<std::unique_ptr<Worker>> workers;
   tcp::endpoint ep = parse_listen(options.listen);
@@ -267,8 +269,8 @@ int serve(const storage::Location& where, const ServerOptions& options) {
   const auto& d = snapshot->data();
   std::cerr << "llm-proxy: listening on " << ep.address().to_string() << ":" << ep.port()
             << " storage=" << config_store->describe() << " connections=" << d.connections.size()
-            << " models=" << d.models.size() << " keys=" << d.vkeys.size()
-            << " threads=" << threads << std::endl;
+            << " models=" << d.models.size() << " keys=" << d.vkeys.size() << " threads=" << threads
+            << std::endl;
 
   // Wait for SIGTERM/SIGINT on this thread.
   signals.async_wait([](const beast::error_code&, int) {});

@@ -81,9 +81,9 @@ enum class Failure { kNone, kConnect, kTimeout, kBroken, kCancelled };
 //   while (!ex.done()) co_await ex.read_some(out);
 //   ex.finish();                          // back to the pool if reusable
 // The Exchange is also the view adapters read the reply's headers through
-// (providers::ReplyHeaders): lookups go to the parsed header, nothing is
+// (providers::HeaderView): lookups go to the parsed header, nothing is
 // copied, and it stays valid after finish() for as long as the Exchange.
-class Exchange final : public providers::ReplyHeaders {
+class Exchange final : public providers::HeaderView {
  public:
   explicit Exchange(Pool& pool) : pool_(pool) {}
   ~Exchange();

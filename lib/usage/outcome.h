@@ -21,6 +21,10 @@ struct Outcome {
   // Usage is stored per key: a request no key was proven for (401) is only
   // counted and logged.
   bool store = true;
+  // The request's method and path as the client sent them (for the log:
+  // which URLs clients try to reach, refused ones included).
+  std::string method;
+  std::string path;
   // Only with `serve --log-bodies`: the client's request and the reply as sent.
   std::string request_body;
   std::string reply_body;

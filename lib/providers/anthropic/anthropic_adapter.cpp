@@ -26,7 +26,7 @@ UpstreamRequest Adapter::build_request(const InboundRequest& in, const routing::
 }
 
 Reply Adapter::translate_reply(const InboundRequest&, int status, std::string body,
-                               const ReplyHeaders&) const {
+                               const HeaderView&) const {
   Json msg = Json::parse(body, nullptr, false);
   Reply r;
   r.status = status;

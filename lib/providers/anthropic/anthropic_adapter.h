@@ -28,10 +28,12 @@ class Adapter final : public providers::Adapter {
  public:
   UpstreamRequest build_request(const InboundRequest& in, const routing::Route& route) const override;
   Reply translate_reply(const InboundRequest& in, int status, std::string body,
-                        const ReplyHeaders& headers) const override;
+                        const HeaderView& headers) const override;
   std::unique_ptr<StreamTranslator> stream_translator(const InboundRequest& in) const override;
+  // Requests to the inbound Messages API pass through (inbound.h).
+  const providers::Adapter* native(Endpoint endpoint) const override;
   Reply map_error(const Connection& connection, int status, std::string body,
-                  const ReplyHeaders& headers) const override;
+                  const HeaderView& headers) const override;
 };
 
 }  // namespace llmproxy::providers::anthropic

@@ -314,7 +314,7 @@ class Passthrough final : public providers::Adapter {
     return req;
   }
   Reply translate_reply(const InboundRequest&, int status, std::string body,
-                        const ReplyHeaders&) const override {
+                        const HeaderView&) const override {
     Reply r;
     r.status = status;
     static constexpr std::string_view kKeys[] = {"usage"};
@@ -329,7 +329,7 @@ class Passthrough final : public providers::Adapter {
     return std::make_unique<PassthroughStream>();
   }
   Reply map_error(const Connection&, int status, std::string body,
-                  const ReplyHeaders&) const override {
+                  const HeaderView&) const override {
     Reply r;
     r.status = status;
     r.body = std::move(body);  // already Anthropic-shaped for Anthropic clients
@@ -445,6 +445,10 @@ std::unique_ptr<StreamTranslator> events_from_chunks(std::unique_ptr<StreamTrans
 const providers::Adapter& passthrough() {
   static const Passthrough adapter;
   return adapter;
+}
+
+const providers::Adapter* Adapter::native(Endpoint endpoint) const {
+  return endpoint == Endpoint::kMessages ? &passthrough() : nullptr;
 }
 
 }  // namespace llmproxy::providers::anthropic

@@ -61,7 +61,7 @@ Json to_chat_completion(const Json& msg) {
 }
 
 Reply Adapter::map_error(const Connection& connection, int status, std::string body,
-                         const ReplyHeaders&) const {
+                         const HeaderView&) const {
   Json doc = Json::parse(body, nullptr, false);
   const Json& err = doc.is_object() && doc.contains("error") && doc["error"].is_object()
                         ? doc["error"]

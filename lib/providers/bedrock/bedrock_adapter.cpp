@@ -77,7 +77,7 @@ UpstreamRequest Adapter::build_request_at(const InboundRequest& in, const routin
 }
 
 Reply Adapter::translate_reply(const InboundRequest& in, int status, std::string body,
-                               const ReplyHeaders& headers) const {
+                               const HeaderView& headers) const {
   Json doc = Json::parse(body, nullptr, false);
   Reply r;
   r.status = status;

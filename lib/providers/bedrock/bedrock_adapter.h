@@ -69,17 +69,21 @@ Json to_invoke_embeddings(const Json& openai, std::string_view model);
 Json to_embedding_list(const Json& reply, const std::string& model, bool base64,
                        std::optional<std::int64_t> input_tokens, Usage& usage);
 // The X-Amzn-Bedrock-Input-Token-Count header's value, when it is a count.
-std::optional<std::int64_t> input_token_count(const ReplyHeaders& headers);
+std::optional<std::int64_t> input_token_count(const HeaderView& headers);
 
 class Adapter final : public providers::Adapter {
  public:
   UpstreamRequest build_request(const InboundRequest& in,
                                 const routing::Route& route) const override;
   Reply translate_reply(const InboundRequest& in, int status, std::string body,
-                        const ReplyHeaders& headers) const override;
+                        const HeaderView& headers) const override;
   std::unique_ptr<StreamTranslator> stream_translator(const InboundRequest& in) const override;
+  // ConverseStream answers in Amazon's binary event stream, not SSE.
+  bool is_stream(std::string_view content_type) const override {
+    return content_type.starts_with(kEventStreamType);
+  }
   Reply map_error(const Connection& connection, int status, std::string body,
-                  const ReplyHeaders& headers) const override;
+                  const HeaderView& headers) const override;
 
   // build_request at a given time (Unix seconds): deterministic, for tests.
   UpstreamRequest build_request_at(const InboundRequest& in, const routing::Route& route,

@@ -117,7 +117,7 @@ Json to_invoke_embeddings(const Json& in, std::string_view model) {
   return out;
 }
 
-std::optional<std::int64_t> input_token_count(const ReplyHeaders& headers) {
+std::optional<std::int64_t> input_token_count(const HeaderView& headers) {
   std::string_view v = headers.get("X-Amzn-Bedrock-Input-Token-Count");
   while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);

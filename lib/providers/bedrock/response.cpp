@@ -87,7 +87,7 @@ std::string exception_name(std::string_view type) {
 // header (Bedrock's restJson1 errors carry the type only there), else a name
 // in the message, else from the status.
 std::string exception_type(int status, const Json& doc, const std::string& message,
-                           const ReplyHeaders& headers) {
+                           const HeaderView& headers) {
   std::string type = doc.is_object() && doc.contains("__type") && doc["__type"].is_string()
                          ? exception_name(doc["__type"].get<std::string>())
                          : "";
@@ -124,7 +124,7 @@ std::string exception_type(int status, const Json& doc, const std::string& messa
 }  // namespace
 
 Reply Adapter::map_error(const Connection& connection, int status, std::string body,
-                         const ReplyHeaders& headers) const {
+                         const HeaderView& headers) const {
   Json doc = Json::parse(body, nullptr, false);
   std::string message;
   for (const char* key : {"message", "Message"}) {

@@ -79,7 +79,7 @@ UpstreamRequest Adapter::build_request(const InboundRequest& in,
 }
 
 Reply Adapter::translate_reply(const InboundRequest& in, int status, std::string body,
-                               const ReplyHeaders&) const {
+                               const HeaderView&) const {
   Json doc = Json::parse(body, nullptr, false);
   if (!doc.is_object()) return bad_reply("the google reply was not JSON");
   Reply r;

@@ -59,10 +59,10 @@ class Adapter final : public providers::Adapter {
   UpstreamRequest build_request(const InboundRequest& in,
                                 const routing::Route& route) const override;
   Reply translate_reply(const InboundRequest& in, int status, std::string body,
-                        const ReplyHeaders& headers) const override;
+                        const HeaderView& headers) const override;
   std::unique_ptr<StreamTranslator> stream_translator(const InboundRequest& in) const override;
   Reply map_error(const Connection& connection, int status, std::string body,
-                  const ReplyHeaders& headers) const override;
+                  const HeaderView& headers) const override;
 };
 
 }  // namespace llmproxy::providers::google

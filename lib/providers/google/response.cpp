@@ -169,7 +169,7 @@ Json to_embedding_list(const Json& response, const std::string& model, Usage& us
 }
 
 Reply Adapter::map_error(const Connection& connection, int status, std::string body,
-                         const ReplyHeaders&) const {
+                         const HeaderView&) const {
   Json doc = Json::parse(body, nullptr, false);
   if (doc.is_array() && !doc.empty()) doc = doc[0];  // streamed errors come wrapped in an array
   const Json& err = doc.is_object() && doc.contains("error") && doc["error"].is_object()

@@ -18,7 +18,7 @@ class MockAdapter final : public Adapter {
     return {};
   }
   Reply translate_reply(const InboundRequest&, int status, std::string body,
-                        const ReplyHeaders&) const override {
+                        const HeaderView&) const override {
     return {status, "application/json", std::move(body), {}, {}};
   }
   std::unique_ptr<StreamTranslator> stream_translator(const InboundRequest&) const override {

@@ -212,7 +212,7 @@ UpstreamRequest OpenAIAdapter::build_request(const InboundRequest& in,
 }
 
 Reply OpenAIAdapter::translate_reply(const InboundRequest&, int status, std::string body,
-                                     const ReplyHeaders&) const {
+                                     const HeaderView&) const {
   Reply r;
   r.status = status;
   if (status < 300) {

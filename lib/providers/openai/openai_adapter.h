@@ -11,7 +11,7 @@ class OpenAIAdapter final : public Adapter {
  public:
   UpstreamRequest build_request(const InboundRequest& in, const routing::Route& route) const override;
   Reply translate_reply(const InboundRequest& in, int status, std::string body,
-                        const ReplyHeaders& headers) const override;
+                        const HeaderView& headers) const override;
   std::unique_ptr<StreamTranslator> stream_translator(const InboundRequest& in) const override;
 };
 

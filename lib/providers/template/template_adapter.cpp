@@ -204,7 +204,7 @@ UpstreamRequest Adapter::build_request(const InboundRequest& in, const routing::
 }
 
 Reply Adapter::translate_reply(const InboundRequest& in, int, std::string body,
-                               const ReplyHeaders&) const {
+                               const HeaderView&) const {
   const Connection& c = *in.route->connection;
   Json spec = spec_of(c);
   const Json& reply = spec["reply"];

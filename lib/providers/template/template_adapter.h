@@ -24,7 +24,7 @@ class Adapter final : public providers::Adapter {
  public:
   UpstreamRequest build_request(const InboundRequest& in, const routing::Route& route) const override;
   Reply translate_reply(const InboundRequest& in, int status, std::string body,
-                        const ReplyHeaders& headers) const override;
+                        const HeaderView& headers) const override;
   std::unique_ptr<StreamTranslator> stream_translator(const InboundRequest& in) const override;
 };
 

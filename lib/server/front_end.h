@@ -1,4 +1,5 @@
-// One client connection: reads requests, dispatches them, writes replies.
+// The HTTP front end of one client connection: reads requests, answers
+// malformed ones, dispatches the rest by route, keeps the connection alive.
 #pragma once
 
 #include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange

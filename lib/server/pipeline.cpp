@@ -1,0 +1,155 @@
+#include "lib/server/pipeline.h"
+
+// GCC 12 flags Asio's coroutine-frame allocator pair as mismatched; see
+// front_end.cpp.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+#include <iostream>
+
+#include "lib/domain/time.h"
+#include "lib/server/forward.h"
+#include "lib/util/json_scan.h"
+
+namespace llmproxy::server {
+namespace {
+
+namespace net = boost::asio;
+
+const char* auth_message(auth::AuthStatus s) {
+  switch (s) {
+    case auth::AuthStatus::kMissing:
+      return "no API key provided: send it as 'Authorization: Bearer <key>'";
+    case auth::AuthStatus::kDisabled:
+      return "this API key has been disabled";
+    case auth::AuthStatus::kExpired:
+      return "this API key has expired";
+    default:
+      return "incorrect API key provided";
+  }
+}
+
+// Each step returns whether the call goes on; a step that stops it has
+// answered it.
+
+net::awaitable<bool> authenticate(Call& call) {
+  auth::AuthStatus status;
+  if (call.identify(status)) co_return true;
+  co_await reply_error(call, http::status::unauthorized, auth_message(status),
+                       "invalid_request_error", "invalid_api_key");
+  co_return false;
+}
+
+net::awaitable<bool> parse(Call& call, providers::InboundRequest& in) {
+  std::optional<inbound::Refusal> refused = call.api->parse(call.req.body(), in, call.model);
+  if (!refused) co_return true;
+  co_await reply_error(call, http::status::bad_request, refused->message, "invalid_request_error",
+                       refused->code, refused->param);
+  co_return false;
+}
+
+net::awaitable<bool> route(Call& call) {
+  routing::RouteResult routed = routing::resolve(*call.snapshot, call.who, call.model);
+  call.route = routed.route;
+  if (routed.status == routing::RouteStatus::kOk) co_return true;
+  if (routed.status == routing::RouteStatus::kNotFound) {
+    co_await reply_error(call, http::status::not_found,
+                         "the model '" + call.model + "' does not exist", "invalid_request_error",
+                         "model_not_found", "model");
+  } else {
+    co_await reply_error(call, http::status::forbidden,
+                         "this key is not allowed to use the model '" + call.model + "'",
+                         "permission_error", "model_not_allowed", "model");
+  }
+  co_return false;
+}
+
+net::awaitable<bool> admit(Call& call) {
+  if (!call.route.assignment) co_return true;  // the master key has no limits
+  call.limits = call.ctx().limiter.admit(*call.route.assignment, now_ms());
+  if (call.limits.allowed()) co_return true;
+  bool tokens = call.limits.refusal == limits::Refusal::kTokens;
+  const char* type = tokens ? "tokens_exceeded" : "rate_limit_exceeded";
+  co_await reply_error(call, http::status::too_many_requests, call.limits.message, type, type);
+  co_return false;
+}
+
+// The request as the routed connection's adapter takes it: bound by the
+// inbound API (as sent, or translated) and, unless the adapter answers
+// in-process, built into the upstream request.
+net::awaitable<bool> translate(Call& call, providers::InboundRequest& in,
+                               const providers::Adapter*& adapter, providers::UpstreamRequest& up) {
+  std::optional<providers::RequestError> refused;
+  try {
+    RequestHeaders headers(call.req);
+    inbound::Binding binding = call.api->bind(
+        providers::adapter_for(call.route.connection->provider), in, headers, call.translated_body);
+    adapter = binding.adapter;
+    call.translated = binding.translated;
+    in.route = &call.route;
+    if (!adapter->local()) up = adapter->build_request(in, call.route);
+  } catch (const providers::RequestError& e) {
+    refused = e;  // no co_await inside a handler
+  }
+  if (!refused) co_return true;
+  co_await reply_error(call, http::status::bad_request, refused->what(), "invalid_request_error",
+                       "unsupported_parameter", refused->param());
+  co_return false;
+}
+
+net::awaitable<void> run_pipeline(Call& call) {
+  providers::InboundRequest in;
+  in.request_id = call.request_id;
+  const providers::Adapter* adapter = nullptr;
+  providers::UpstreamRequest up;
+  if (!co_await authenticate(call)) co_return;
+  if (!co_await parse(call, in)) co_return;
+  if (!co_await route(call)) co_return;
+  if (!co_await admit(call)) co_return;
+  if (!co_await translate(call, in, adapter, up)) co_return;
+  if (adapter->local())
+    co_await answer_locally(call, *adapter, in);
+  else
+    co_await forward(call, *adapter, in, up);
+}
+
+}  // namespace
+
+net::awaitable<void> proxy(Call& call) {
+  std::optional<std::string> failure;
+  try {
+    co_await run_pipeline(call);
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  if (!failure) co_return;
+  std::cerr << "llm-proxy: internal error on request " << call.request_id << ": " << *failure
+            << "\n";
+  call.keep_alive = false;
+  if (call.headers_sent) {
+    call.finish(500);
+  } else {
+    co_await reply_error(call, http::status::internal_server_error, "internal error: " + *failure,
+                         "api_error", "internal_error");
+  }
+}
+
+net::awaitable<void> list_models(Call& call) {
+  if (!co_await authenticate(call)) co_return;
+  std::string data = "[";
+  for (const config::ModelEntry& m : routing::visible_models(*call.snapshot, call.who)) {
+    if (data.size() > 1) data += ",";
+    data += "{\"id\":" + json_scan::encode_string(m.model->name) +
+            ",\"object\":\"model\",\"created\":" + std::to_string(m.model->created_at / 1000) +
+            ",\"owned_by\":" + json_scan::encode_string(m.connection->name) + "}";
+  }
+  data += "]";
+  Response res = json_response(http::status::ok, "{\"object\":\"list\",\"data\":" + data + "}",
+                               call.keep_alive);
+  res.set("x-request-id", call.request_id);
+  call.skip_record();
+  co_await write(call.client, res);
+}
+
+}  // namespace llmproxy::server
