@@ -24,7 +24,7 @@
 #include <mutex>
 #include <string>
 
-#include "storage/store.h"
+#include "storage/store_base.h"
 
 namespace llmproxy::storage {
 
@@ -33,7 +33,7 @@ struct Client;
 struct Watch;
 }  // namespace mongo
 
-class MongoStore final : public Store {
+class MongoStore final : public StoreBase {
  public:
   // url: mongodb://… or mongodb+srv://…; the database is the URL's path
   // (default llm_proxy). Connects and applies missing migrations. Throws
@@ -50,43 +50,8 @@ class MongoStore final : public Store {
   bool ping() override;
   void transaction(const std::function<void()>& fn) override;
   std::int64_t config_version() override;
-  ConfigData load_config() override;
   bool wait_for_change(std::chrono::milliseconds timeout) override;
   void interrupt_wait() override;
-
-  Id insert_connection(const Connection& c) override;
-  void update_connection(const Connection& c) override;
-  bool delete_connection(Id id) override;
-  std::optional<Connection> get_connection(Id id) override;
-  std::optional<Connection> find_connection(std::string_view name) override;
-  std::vector<Connection> list_connections() override;
-
-  Id insert_model(const ProviderModel& m) override;
-  void update_model(const ProviderModel& m) override;
-  bool delete_model(Id id) override;
-  std::optional<ProviderModel> get_model(Id id) override;
-  std::optional<ProviderModel> find_model(std::string_view name) override;
-  std::vector<ProviderModel> list_models(std::optional<Id> conn_id) override;
-
-  Id insert_vkey(const VirtualKey& k) override;
-  void update_vkey(const VirtualKey& k) override;
-  bool delete_vkey(Id id) override;
-  std::optional<VirtualKey> get_vkey(Id id) override;
-  std::optional<VirtualKey> find_vkey(std::string_view name) override;
-  std::optional<VirtualKey> find_vkey_by_hash(std::string_view key_hash) override;
-  std::vector<VirtualKey> list_vkeys() override;
-
-  Id insert_assignment(const Assignment& a) override;
-  void update_assignment(const Assignment& a) override;
-  bool delete_assignment(Id id) override;
-  std::optional<Assignment> get_assignment(Id id) override;
-  std::vector<Assignment> list_assignments(std::optional<Id> vkey_id) override;
-
-  Id insert_admin_user(const AdminUser& u) override;
-  void update_admin_user(const AdminUser& u) override;
-  bool delete_admin_user(Id id) override;
-  std::optional<AdminUser> find_admin_user(std::string_view username) override;
-  std::vector<AdminUser> list_admin_users() override;
 
   void insert_usage(std::span<const UsageRecord> records) override;
   std::vector<UsageRecord> list_usage(const UsageQuery& q) override;
@@ -96,16 +61,23 @@ class MongoStore final : public Store {
   // or sharded cluster); false on a standalone (safe order + undo journal).
   bool uses_server_transactions() const;
 
+ protected:
+  Id insert_row(const Table& table, const Fields& fields) override;
+  bool update_row(const Table& table, Id id, const Fields& fields) override;
+  std::int64_t delete_rows(const Table& table, const char* column, Id id) override;
+  void select_rows(const Table& table, const Match& where, const Order& order,
+                   const RowFn& each) override;
+  void bump_config_version() override;
+  void read_consistently(const std::function<std::int64_t()>& read) override;
+  // No foreign keys: StoreBase checks references and cascades deletes.
+  bool enforces_references() const override { return false; }
+
  private:
-  template <class Fn>
-  auto config_write(Fn&& fn);
-  void migrate();
 
   // Waits until `deadline` or interrupt_wait(); true when interrupted.
   bool sleep_until(std::chrono::steady_clock::time_point deadline);
 
   std::unique_ptr<mongo::Client> db_;
-  crypto::SecretBox box_;
   std::string describe_;
   std::recursive_mutex mu_;
 
