@@ -1211,6 +1211,134 @@ class ErrorsTest(ServeCase):
 
 
 # ---------------------------------------------------------------------------
+class MalformedHttpTest(ServeCase):
+    """Malformed HTTP on raw sockets: each gets its status (400, 413, 414, 431)
+    with a short OpenAI-shaped body and `Connection: close`, the connection is
+    closed afterwards, and the refusal leaves an access-log line (and, where a
+    good key was presented, a usage record)."""
+
+    @classmethod
+    def provision(cls):
+        cls.log_path = os.path.join(cls.ws.dir, "access.log")
+        cls.serve_args = ("--log-file", cls.log_path, "--max-body", "4096")
+        cls.ws.connection("up", "openai", endpoint=cls.fake.base_url + "/v1", api_key=UPSTREAM_KEY)
+        cls.ws.model("gpt", "gpt-remote", "up")
+        cls.key, _ = cls.ws.vkey("raw", conn_id=["up"])
+
+    def setUp(self):
+        with open(self.log_path, "a+") as f:
+            self.log_start = f.seek(0, os.SEEK_END)
+
+    def exchange(self, data):
+        """Sends `data` (all of it, even while the server answers) and reads
+        until the server closes: returns (status, headers, body)."""
+        with socket.create_connection(("127.0.0.1", self.serve.port), timeout=10) as s:
+            try:
+                s.sendall(data)
+            except (BrokenPipeError, ConnectionResetError) as e:
+                self.fail(f"the server reset the connection before the client could read "
+                          f"its answer: {e}")
+            got = b""
+            while True:
+                piece = s.recv(65536)
+                if not piece:
+                    break  # closed by the server, as promised by Connection: close
+                got += piece
+        head, _, body = got.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.strip().lower(): v.strip() for k, v in
+                   (l.split(":", 1) for l in lines[1:])}
+        self.assertEqual(len(body), int(headers["content-length"]), got)
+        return status, headers, body
+
+    def new_log_lines(self, count):
+        def lines():
+            with open(self.log_path) as f:
+                f.seek(self.log_start)
+                got = [json.loads(l) for l in f if l.strip()]
+            return got if len(got) >= count else None
+        return wait_until(lines, 5.0, message=f"{count} new access log lines")
+
+    def assertRefused(self, data, status, code):
+        got, headers, body = self.exchange(data)
+        self.assertEqual(got, status, body)
+        self.assertEqual(headers.get("connection"), "close", headers)
+        self.assertTrue(headers["content-type"].startswith("application/json"), headers)
+        err = json.loads(body)["error"]
+        self.assertEqual((err["type"], err["code"]), ("invalid_request_error", code), err)
+        self.assertLess(len(body), 512)
+        [line] = self.new_log_lines(1)
+        self.assertEqual((line["status"], line["error"]), (status, code), line)
+        self.assertHealthy()
+        return err, line
+
+    def post_head(self, extra, path="/v1/chat/completions", key=True):
+        auth = f"Authorization: Bearer {self.key}\r\n" if key else ""
+        return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}"
+                f"Content-Type: application/json\r\n{extra}\r\n").encode()
+
+    def test_request_line_too_long(self):
+        err, line = self.assertRefused(b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\n\r\n",
+                                       414, "uri_too_long")
+        self.assertEqual(line["key"], "")
+
+    def test_url_over_8_kib(self):
+        self.assertRefused(b"GET /v1/models?" + b"q" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+                           414, "uri_too_long")
+
+    def test_header_block_too_large(self):
+        big = "".join(f"X-Filler-{i}: {'v' * 1000}\r\n" for i in range(1024))  # ~1 MB
+        self.assertRefused(self.post_head(big), 431, "headers_too_large")
+
+    def test_negative_content_length(self):
+        self.assertRefused(self.post_head("Content-Length: -5\r\n") + b"{}", 400, "bad_request")
+
+    def test_non_numeric_content_length(self):
+        self.assertRefused(self.post_head("Content-Length: abc\r\n") + b"{}", 400, "bad_request")
+
+    def test_content_length_and_transfer_encoding(self):
+        body = b'{"model":"gpt"}'
+        data = self.post_head(f"Content-Length: {len(body)}\r\nTransfer-Encoding: chunked\r\n")
+        self.assertRefused(data + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body), 400,
+                           "bad_request")
+
+    def test_bad_chunk_sizes(self):
+        for size in (b"zz", b"1" + b"0" * 40, b"-5"):
+            with self.subTest(size=size):
+                self.setUp()
+                data = self.post_head("Transfer-Encoding: chunked\r\n")
+                self.assertRefused(data + size + b"\r\n{}\r\n0\r\n\r\n", 400, "bad_request")
+
+    def test_body_too_large_is_logged_and_recorded(self):
+        req_id = rid("big")
+        body = json.dumps(chat_body("gpt", "x" * 50_000)).encode()
+        data = self.post_head(f"x-request-id: {req_id}\r\nContent-Length: {len(body)}\r\n")
+        err, line = self.assertRefused(data + body, 413, "request_too_large")
+        self.assertEqual((line["request_id"], line["key"], line["path"]),
+                         (req_id, "raw", "/v1/chat/completions"))
+        self.assertEqual(self.ws.wait_usage_record(req_id)["status"], 413)
+
+    def test_unknown_url_is_logged_and_recorded(self):
+        req_id = rid("404")
+        r = self.serve.post("/v1/responses?x=1", {"model": "gpt", "input": "hi"}, key=self.key,
+                            headers={"x-request-id": req_id})
+        self.assertOpenAIError(r, 404, "invalid_request_error", code="unknown_url")
+        self.assertEqual(r.json()["error"]["message"], "unknown request URL: POST /v1/responses")
+        self.assertEqual(r.header("x-request-id"), req_id)
+        [line] = self.new_log_lines(1)
+        self.assertEqual((line["request_id"], line["key"], line["method"], line["path"],
+                          line["status"]), (req_id, "raw", "POST", "/v1/responses", 404))
+        self.assertEqual(self.ws.wait_usage_record(req_id)["status"], 404)
+        # Without a good key: logged, not stored.
+        r = self.serve.post("/v1beta/models/gemini-2.5-flash:generateContent", {}, key="sk-wrong")
+        self.assertEqual(r.status, 404)
+        self.assertEqual(self.new_log_lines(2)[1]["path"],
+                         "/v1beta/models/gemini-2.5-flash:generateContent")
+        self.assertEqual(r.header("connection"), None)  # keep-alive: a 404 is not malformed
+
+
+# ---------------------------------------------------------------------------
 class ReloadTest(ServeCase):
     """CLI changes reach a running server within 2 s, without a restart."""
 
