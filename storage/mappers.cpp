@@ -4,25 +4,25 @@
 
 namespace llmproxy::storage {
 
-const Table kConnections{"connections",
-                         {"id", "name", "provider", "endpoint", "api_version", "region",
-                          "access_key_id", "secrets", "timeout_ms", "options", "created_at",
-                          "updated_at"}};
-const Table kModels{"models",
-                    {"id", "name", "remote", "conn_id", "input_price", "output_price",
-                     "created_at", "updated_at"}};
-const Table kVkeys{"vkeys",
-                   {"id", "name", "key_hash", "key_hint", "enabled", "expires_at", "created_at",
-                    "updated_at"}};
+const Table kConnections{
+    "connections",
+    {"id", "name", "provider", "endpoint", "api_version", "region", "access_key_id", "secrets",
+     "timeout_ms", "options", "created_at", "updated_at"}};
+const Table kModels{
+    "models",
+    {"id", "name", "remote", "conn_id", "input_price", "output_price", "created_at", "updated_at"}};
+const Table kVkeys{
+    "vkeys",
+    {"id", "name", "key_hash", "key_hint", "enabled", "expires_at", "created_at", "updated_at"}};
 const Table kAssignments{"assignments",
                          {"id", "vkey_id", "conn_id", "model_id", "tps", "rpm", "token_limit",
                           "token_window", "created_at", "updated_at"}};
 const Table kAdminUsers{"admin_users",
                         {"id", "username", "role", "password_hash", "created_at", "updated_at"}};
-const Table kUsageRecords{"usage_records",
-                          {"id", "ts", "request_id", "vkey_id", "vkey_name", "assignment_id",
-                           "model", "conn_id", "conn_name", "status", "latency_ms", "ttft_ms",
-                           "prompt_tokens", "completion_tokens", "cost"}};
+const Table kUsageRecords{
+    "usage_records",
+    {"id", "ts", "request_id", "vkey_id", "vkey_name", "assignment_id", "model", "conn_id",
+     "conn_name", "status", "latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens", "cost"}};
 
 Fields connection_fields(const Connection& c, const crypto::SecretBox& box) {
   Fields f;

@@ -41,9 +41,7 @@ class Fields {
   Fields& opt_real(const char* column, const std::optional<double>& v) {
     return v ? real(column, *v) : add(column, Kind::kReal, std::monostate());
   }
-  Fields& text(const char* column, std::string v) {
-    return add(column, Kind::kText, std::move(v));
-  }
+  Fields& text(const char* column, std::string v) { return add(column, Kind::kText, std::move(v)); }
   Fields& boolean(const char* column, bool v) { return add(column, Kind::kBool, v); }
 
   const std::vector<Field>& list() const { return list_; }

@@ -1,6 +1,7 @@
-// The whole storage contract. Every backend (storage/sqlite, later
-// storage/postgres and storage/mongo) implements it and passes the same
-// conformance suite (tests/storage/). Nothing backend-specific leaks through:
+// The whole storage contract. Every backend (storage/sqlite, storage/postgres,
+// storage/mongo) implements it, through the common StoreBase
+// (storage/store_base.h), and passes the same conformance suite
+// (tests/storage/). Nothing backend-specific leaks through:
 // ids are 64-bit integers, times are epoch milliseconds, secrets go in and come
 // out as plaintext (the backend encrypts them at rest with the SecretBox it was
 // opened with).

@@ -12,7 +12,8 @@ namespace {
 // them zero), updated_at on every update.
 Fields inserted(Fields f, TimeMs created_at, TimeMs updated_at) {
   TimeMs now = now_ms();
-  f.i64("created_at", created_at ? created_at : now).i64("updated_at", updated_at ? updated_at : now);
+  f.i64("created_at", created_at ? created_at : now)
+      .i64("updated_at", updated_at ? updated_at : now);
   return f;
 }
 
@@ -54,8 +55,12 @@ std::optional<T> first(std::vector<T> v) {
   return std::move(v.front());
 }
 
-Match by_id(Id id) { return {"id", id}; }
-Match by_text(const char* column, std::string_view v) { return {column, std::string(v)}; }
+Match by_id(Id id) {
+  return {"id", id};
+}
+Match by_text(const char* column, std::string_view v) {
+  return {column, std::string(v)};
+}
 Match by_optional(const char* column, std::optional<Id> id) {
   return id ? Match{column, *id} : Match{};
 }
@@ -112,7 +117,8 @@ ConfigData StoreBase::load_config() {
 Id StoreBase::insert_connection(const Connection& c) {
   Fields f = inserted(connection_fields(c, box_), c.created_at, c.updated_at);
   return config_write([&] {
-    return unique_or(name_taken("a connection", c.name), [&] { return insert_row(kConnections, f); });
+    return unique_or(name_taken("a connection", c.name),
+                     [&] { return insert_row(kConnections, f); });
   });
 }
 
@@ -137,13 +143,15 @@ bool StoreBase::delete_connection(Id id) {
 }
 
 std::optional<Connection> StoreBase::get_connection(Id id) {
-  return first(select_all<Connection>(kConnections, by_id(id), Order{},
-                                      [&](const FieldReader& r) { return read_connection(r, box_); }));
+  return first(select_all<Connection>(kConnections, by_id(id), Order{}, [&](const FieldReader& r) {
+    return read_connection(r, box_);
+  }));
 }
 
 std::optional<Connection> StoreBase::find_connection(std::string_view name) {
-  return first(select_all<Connection>(kConnections, by_text("name", name), Order{},
-                                      [&](const FieldReader& r) { return read_connection(r, box_); }));
+  return first(
+      select_all<Connection>(kConnections, by_text("name", name), Order{},
+                             [&](const FieldReader& r) { return read_connection(r, box_); }));
 }
 
 std::vector<Connection> StoreBase::list_connections() {
@@ -304,7 +312,9 @@ void StoreBase::update_admin_user(const AdminUser& u) {
   if (!found) throw not_found("admin user " + std::to_string(u.id));
 }
 
-bool StoreBase::delete_admin_user(Id id) { return delete_rows(kAdminUsers, "id", id) > 0; }
+bool StoreBase::delete_admin_user(Id id) {
+  return delete_rows(kAdminUsers, "id", id) > 0;
+}
 
 std::optional<AdminUser> StoreBase::find_admin_user(std::string_view username) {
   return first(

@@ -12,14 +12,18 @@ std::int64_t DocReader::i64(std::string_view c) const {
 std::optional<std::int64_t> DocReader::opt_i64(std::string_view c) const {
   return get_opt_i64(d_, field_name(c).c_str());
 }
-double DocReader::real(std::string_view c) const { return get_dbl(d_, field_name(c).c_str()); }
+double DocReader::real(std::string_view c) const {
+  return get_dbl(d_, field_name(c).c_str());
+}
 std::optional<double> DocReader::opt_real(std::string_view c) const {
   return get_opt_dbl(d_, field_name(c).c_str());
 }
 std::string DocReader::text(std::string_view c) const {
   return get_str(d_, field_name(c).c_str());
 }
-bool DocReader::boolean(std::string_view c) const { return get_bool(d_, field_name(c).c_str()); }
+bool DocReader::boolean(std::string_view c) const {
+  return get_bool(d_, field_name(c).c_str());
+}
 
 namespace {
 

@@ -73,7 +73,6 @@ class MongoStore final : public StoreBase {
   bool enforces_references() const override { return false; }
 
  private:
-
   // Waits until `deadline` or interrupt_wait(); true when interrupted.
   bool sleep_until(std::chrono::steady_clock::time_point deadline);
 

@@ -113,10 +113,14 @@ std::vector<std::string> find_passwords(std::string_view conninfo) {
 
 const char* array_type(Kind kind) {
   switch (kind) {
-    case Kind::kInt: return "bigint[]";
-    case Kind::kReal: return "double precision[]";
-    case Kind::kText: return "text[]";
-    case Kind::kBool: return "boolean[]";
+    case Kind::kInt:
+      return "bigint[]";
+    case Kind::kReal:
+      return "double precision[]";
+    case Kind::kText:
+      return "text[]";
+    case Kind::kBool:
+      return "boolean[]";
   }
   return "text[]";
 }

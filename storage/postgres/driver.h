@@ -129,11 +129,16 @@ class ArrayLiteral {
       next() += "NULL";
   }
   void add(const Value& v) {
-    if (const auto* n = std::get_if<std::int64_t>(&v)) add(*n);
-    else if (const auto* d = std::get_if<double>(&v)) add(*d);
-    else if (const auto* t = std::get_if<std::string>(&v)) add(std::string_view(*t));
-    else if (const auto* b = std::get_if<bool>(&v)) next() += *b ? "t" : "f";
-    else next() += "NULL";
+    if (const auto* n = std::get_if<std::int64_t>(&v))
+      add(*n);
+    else if (const auto* d = std::get_if<double>(&v))
+      add(*d);
+    else if (const auto* t = std::get_if<std::string>(&v))
+      add(std::string_view(*t));
+    else if (const auto* b = std::get_if<bool>(&v))
+      next() += *b ? "t" : "f";
+    else
+      next() += "NULL";
   }
   std::string str() const { return text_ + "}"; }
 

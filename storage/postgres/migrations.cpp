@@ -7,7 +7,6 @@
 namespace llmproxy::storage::pg {
 namespace {
 
-
 // Versioned schema. Each entry is applied once, in order, in the transaction
 // that holds the migration lock; never edit an entry that has shipped, append
 // a new one. The concepts are SQLite's (storage/sqlite/migrations.cpp):
@@ -95,7 +94,7 @@ CREATE TABLE usage_records (
 CREATE INDEX usage_ts ON usage_records(ts);
 CREATE INDEX usage_vkey_ts ON usage_records(vkey_id, ts);
 )sql",
-                                                            R"sql(
+                                                    R"sql(
 -- The admin API's users. Not configuration: changes leave config_version alone
 -- and send no NOTIFY.
 CREATE TABLE admin_users (

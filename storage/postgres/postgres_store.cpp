@@ -20,7 +20,6 @@ using pg::Rows;
 
 namespace {
 
-
 // The connection a thread's transaction on a store runs on. Nested calls on
 // that thread (and every read or write inside fn) find it here.
 struct Binding {
@@ -45,7 +44,6 @@ void unbind(const PostgresStore* store) {
 }
 
 }  // namespace
-
 
 // The connection one operation runs on: this thread's transaction connection
 // on the store, or one checked out of the pool until the lease ends.
@@ -163,10 +161,11 @@ void PostgresStore::transaction(const std::function<void()>& fn) {
 
 void PostgresStore::bump_config_version() {
   // Delivered to listeners when (and only if) the transaction commits.
-  query("WITH v AS (UPDATE meta SET value = value + 1 WHERE key = 'config_version' "
-        "RETURNING value) SELECT pg_notify('" +
-            std::string(kNotifyChannel) + "', value::text) FROM v",
-        Params());
+  query(
+      "WITH v AS (UPDATE meta SET value = value + 1 WHERE key = 'config_version' "
+      "RETURNING value) SELECT pg_notify('" +
+          std::string(kNotifyChannel) + "', value::text) FROM v",
+      Params());
 }
 
 void PostgresStore::read_consistently(const std::function<std::int64_t()>& read) {
@@ -258,8 +257,7 @@ void PostgresStore::insert_usage(std::span<const UsageRecord> records) {
   // connection is only ever retried at BEGIN, never after the insert may have
   // been applied.
   in_transaction("BEGIN", [&] {
-    query("INSERT INTO usage_records (" + names + ") SELECT * FROM unnest(" + arrays + ")",
-          params);
+    query("INSERT INTO usage_records (" + names + ") SELECT * FROM unnest(" + arrays + ")", params);
   });
 }
 

@@ -11,9 +11,9 @@
 namespace llmproxy::storage::sql {
 
 struct Dialect {
-  const char* name;         // "SQLite", "PostgreSQL": for messages
-  char placeholder;         // '?' or '$'
-  const char* byte_order;   // what ORDER BY appends to compare text byte for byte
+  const char* name;        // "SQLite", "PostgreSQL": for messages
+  char placeholder;        // '?' or '$'
+  const char* byte_order;  // what ORDER BY appends to compare text byte for byte
 
   // The n-th parameter (1-based).
   std::string param(std::size_t n) const { return placeholder + std::to_string(n); }

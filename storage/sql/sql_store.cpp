@@ -8,7 +8,8 @@ std::int64_t SqlStore::config_version() {
   std::optional<std::int64_t> version;
   run("SELECT value FROM meta WHERE key = 'config_version'", {},
       [&](const RowReader& r) { version = r.i64(0); });
-  if (!version) throw storage_error(std::string(dialect_.name) + ": meta.config_version is missing");
+  if (!version)
+    throw storage_error(std::string(dialect_.name) + ": meta.config_version is missing");
   return *version;
 }
 
@@ -45,7 +46,8 @@ std::vector<UsageRecord> SqlStore::list_usage(const UsageQuery& q) {
     sql += " LIMIT " + dialect_.param(params.size());
   }
   std::vector<UsageRecord> out;
-  run(sql, params, [&](const RowReader& r) { out.push_back(read_usage(NamedRow(kUsageRecords, r))); });
+  run(sql, params,
+      [&](const RowReader& r) { out.push_back(read_usage(NamedRow(kUsageRecords, r))); });
   return out;
 }
 

@@ -15,7 +15,9 @@ Statement::Statement(sqlite3* db, std::string_view sql) : db_(db) {
   }
 }
 
-Statement::~Statement() { sqlite3_finalize(st_); }
+Statement::~Statement() {
+  sqlite3_finalize(st_);
+}
 
 void Statement::bind(int i, const Value& v) {
   int at = i + 1;
@@ -54,9 +56,15 @@ void Statement::reset() {
   sqlite3_clear_bindings(st_);
 }
 
-bool Statement::is_null(int c) const { return sqlite3_column_type(st_, c) == SQLITE_NULL; }
-std::int64_t Statement::i64(int c) const { return sqlite3_column_int64(st_, c); }
-double Statement::real(int c) const { return sqlite3_column_double(st_, c); }
+bool Statement::is_null(int c) const {
+  return sqlite3_column_type(st_, c) == SQLITE_NULL;
+}
+std::int64_t Statement::i64(int c) const {
+  return sqlite3_column_int64(st_, c);
+}
+double Statement::real(int c) const {
+  return sqlite3_column_double(st_, c);
+}
 
 std::string Statement::text(int c) const {
   auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st_, c));

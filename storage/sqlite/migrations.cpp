@@ -93,15 +93,15 @@ CREATE INDEX usage_ts ON usage_records(ts);
 CREATE INDEX usage_vkey_ts ON usage_records(vkey_id, ts);
 CREATE INDEX usage_assignment_ts ON usage_records(assignment_id, ts);
 )sql",
-                                                            R"sql(
+                                                    R"sql(
 ALTER TABLE connections ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
 )sql",
-                                                            R"sql(
+                                                    R"sql(
 -- No query selects by assignment (token windows are rebuilt from a ts range
 -- grouped by assignment), and every index costs a b-tree insert per record.
 DROP INDEX IF EXISTS usage_assignment_ts;
 )sql",
-                                                            R"sql(
+                                                    R"sql(
 -- The admin API's users. Not configuration: changes leave config_version alone.
 CREATE TABLE admin_users (
   id            INTEGER PRIMARY KEY AUTOINCREMENT,

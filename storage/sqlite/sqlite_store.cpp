@@ -12,9 +12,9 @@ using sqlite::Statement;
 
 SqliteStore::SqliteStore(std::string path, crypto::SecretBox box)
     : SqlStore(box, sql::Dialect{"SQLite", '?', ""}), path_(std::move(path)) {
-  int rc = sqlite3_open_v2(path_.c_str(), &db_,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path_.c_str(), &db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
     sqlite3_close(db_);
@@ -38,9 +38,13 @@ SqliteStore::SqliteStore(std::string path, crypto::SecretBox box)
   }
 }
 
-SqliteStore::~SqliteStore() { sqlite3_close(db_); }
+SqliteStore::~SqliteStore() {
+  sqlite3_close(db_);
+}
 
-void SqliteStore::exec(const std::string& sql) { sqlite::exec(db_, sql, path_); }
+void SqliteStore::exec(const std::string& sql) {
+  sqlite::exec(db_, sql, path_);
+}
 
 std::int64_t SqliteStore::run(const std::string& sql, const std::vector<Value>& params,
                               const EachRow& each) {
@@ -158,11 +162,21 @@ void SqliteStore::insert_usage(std::span<const UsageRecord> records) {
 std::vector<UsageGroup> SqliteStore::aggregate_usage(const UsageQuery& q, UsageGroupBy by) {
   const char* key = "";
   switch (by) {
-    case UsageGroupBy::kDay: key = "strftime('%Y-%m-%d', ts / 1000, 'unixepoch')"; break;
-    case UsageGroupBy::kModel: key = "model"; break;
-    case UsageGroupBy::kKey: key = "vkey_name"; break;
-    case UsageGroupBy::kConnection: key = "conn_name"; break;
-    case UsageGroupBy::kAssignment: key = "CAST(assignment_id AS TEXT)"; break;
+    case UsageGroupBy::kDay:
+      key = "strftime('%Y-%m-%d', ts / 1000, 'unixepoch')";
+      break;
+    case UsageGroupBy::kModel:
+      key = "model";
+      break;
+    case UsageGroupBy::kKey:
+      key = "vkey_name";
+      break;
+    case UsageGroupBy::kConnection:
+      key = "conn_name";
+      break;
+    case UsageGroupBy::kAssignment:
+      key = "CAST(assignment_id AS TEXT)";
+      break;
   }
   std::vector<Value> params;
   std::string sql = std::string("SELECT ") + key +

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "storage/url.h"
+
 #ifndef LLM_PROXY_FAKE_MONGOD
 #error "LLM_PROXY_FAKE_MONGOD must name tests/storage/fake_mongod.py"
 #endif
@@ -76,15 +78,12 @@ ServerState& server() {
   std::call_once(once, [] {
     const char* uri = std::getenv("LLM_PROXY_TEST_MONGODB_URI");
     if (uri && *uri) {
-      std::string u = uri;
-      std::size_t scheme = u.find("://");
-      if (scheme == std::string::npos)
-        throw std::runtime_error("LLM_PROXY_TEST_MONGODB_URI is not a mongodb:// URL");
-      std::size_t q = u.find('?', scheme + 3);
-      std::string head = u.substr(0, q);
-      s.options = q == std::string::npos ? "" : u.substr(q);
-      std::size_t slash = head.find('/', scheme + 3);
-      s.base = head.substr(0, slash);
+      auto parts = llmproxy::storage::split_url(uri);
+      if (!parts) throw std::runtime_error("LLM_PROXY_TEST_MONGODB_URI is not a mongodb:// URL");
+      s.options = parts->query.empty() ? "" : "?" + std::string(parts->query);
+      s.base = std::string(parts->scheme) + "://";
+      if (!parts->userinfo.empty()) s.base += std::string(parts->userinfo) + "@";
+      s.base += std::string(parts->hosts);
       std::cout << "MongoDB tests: running against the server in "
                    "LLM_PROXY_TEST_MONGODB_URI\n";
     } else {

@@ -16,6 +16,8 @@
 #include <random>
 #include <stdexcept>
 
+#include "storage/url.h"
+
 #ifndef LLM_PROXY_PG_CLUSTER_SCRIPT
 #error "LLM_PROXY_PG_CLUSTER_SCRIPT must name tests/storage/pg_cluster.sh"
 #endif
@@ -153,18 +155,11 @@ const std::string& admin_url() {
 }
 
 std::string with_database(std::string_view url, std::string_view db) {
-  std::size_t scheme = url.find("://");
-  if (scheme == std::string_view::npos) {  // keyword/value: the last dbname wins
+  auto parts = llmproxy::storage::split_url(url);
+  if (!parts) {  // keyword/value: the last dbname wins
     return std::string(url) + " dbname='" + std::string(db) + "'";
   }
-  std::size_t path = url.find_first_of("/?", scheme + 3);
-  if (path == std::string_view::npos) return std::string(url) + "/" + std::string(db);
-  std::size_t query = url.find('?', path);
-  std::string out(url.substr(0, path));
-  out += "/";
-  out += db;
-  if (query != std::string_view::npos) out += url.substr(query);
-  return out;
+  return parts->with_path(db);
 }
 
 std::string create_database() {
