@@ -6,6 +6,7 @@
 
 #include "cmd/cli.h"
 #include "lib/domain/error.h"
+#include "lib/version.h"
 
 namespace {
 

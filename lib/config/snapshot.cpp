@@ -3,13 +3,14 @@
 namespace llmproxy::config {
 
 Snapshot::Snapshot(ConfigData data) : data_(std::move(data)) {
+  std::unordered_map<Id, const Connection*> connections_by_id;
   for (const Connection& c : data_.connections) {
     connections_by_name_.emplace(c.name, &c);
-    connections_by_id_.emplace(c.id, &c);
+    connections_by_id.emplace(c.id, &c);
   }
   for (const ProviderModel& m : data_.models) {
-    auto conn = connections_by_id_.find(m.conn_id);
-    if (conn != connections_by_id_.end()) models_.emplace(m.name, ModelEntry{&m, conn->second});
+    auto conn = connections_by_id.find(m.conn_id);
+    if (conn != connections_by_id.end()) models_.emplace(m.name, ModelEntry{&m, conn->second});
   }
   std::unordered_map<Id, KeyEntry*> keys_by_id;
   for (const VirtualKey& k : data_.vkeys) {
@@ -17,7 +18,6 @@ Snapshot::Snapshot(ConfigData data) : data_(std::move(data)) {
     keys_by_id.emplace(k.id, &it->second);
   }
   for (const Assignment& a : data_.assignments) {
-    assignments_.emplace(a.id, &a);
     auto key = keys_by_id.find(a.vkey_id);
     if (key == keys_by_id.end()) continue;
     if (a.model_id) key->second->by_model.emplace(*a.model_id, &a);
@@ -40,16 +40,6 @@ const ModelEntry* Snapshot::model_by_name(std::string_view name) const {
 const Connection* Snapshot::connection_by_name(std::string_view name) const {
   auto* p = find_in(connections_by_name_, name);
   return p ? *p : nullptr;
-}
-
-const Connection* Snapshot::connection_by_id(Id id) const {
-  auto it = connections_by_id_.find(id);
-  return it == connections_by_id_.end() ? nullptr : it->second;
-}
-
-const Assignment* Snapshot::assignment_by_id(Id id) const {
-  auto it = assignments_.find(id);
-  return it == assignments_.end() ? nullptr : it->second;
 }
 
 }  // namespace llmproxy::config

@@ -37,8 +37,6 @@ class Snapshot {
   const KeyEntry* key_by_hash(std::string_view hash) const;
   const ModelEntry* model_by_name(std::string_view name) const;
   const Connection* connection_by_name(std::string_view name) const;
-  const Connection* connection_by_id(Id id) const;
-  const Assignment* assignment_by_id(Id id) const;
 
  private:
   struct StringHash {
@@ -52,8 +50,6 @@ class Snapshot {
   StringMap<KeyEntry> keys_;
   StringMap<ModelEntry> models_;
   StringMap<const Connection*> connections_by_name_;
-  std::unordered_map<Id, const Connection*> connections_by_id_;
-  std::unordered_map<Id, const Assignment*> assignments_;
 };
 
 using SnapshotPtr = std::shared_ptr<const Snapshot>;

@@ -154,11 +154,4 @@ void Limiter::seed(const Assignment& a, std::int64_t spent, TimeMs now) {
   s.spent = spent;
 }
 
-std::int64_t Limiter::spent(const Assignment& a, TimeMs now) {
-  State& s = state(a.id);
-  std::lock_guard lock(s.mu);
-  roll_window(s, a, now);
-  return s.spent;
-}
-
 }  // namespace llmproxy::limits

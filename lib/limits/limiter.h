@@ -47,8 +47,6 @@ class Limiter {
   void charge(const Assignment& a, std::int64_t tokens, TimeMs now);
   // Sets a window's spent count, e.g. rebuilt from usage records at startup.
   void seed(const Assignment& a, std::int64_t spent, TimeMs now);
-  // Spent tokens in the current window (for tests and the admin API).
-  std::int64_t spent(const Assignment& a, TimeMs now);
 
  private:
   struct Bucket {

@@ -1,6 +1,7 @@
 #include "lib/upstream/client.h"
 
 #include "lib/util/send.h"
+#include "lib/version.h"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -40,7 +41,7 @@ void serialize_head(const providers::UpstreamRequest& req, std::string& head) {
   head.append("POST ").append(req.target).append(" HTTP/1.1\r\nHost: ").append(req.host);
   if (!default_port) head.append(":").append(req.port);
   head.append("\r\n");
-  if (!own_user_agent) head.append("User-Agent: llm-proxy/0.1\r\n");
+  if (!own_user_agent) head.append("User-Agent: llm-proxy/" LLM_PROXY_VERSION "\r\n");
   for (const auto& [name, value] : req.headers) {
     head.append(name).append(": ").append(value).append("\r\n");
   }
@@ -82,12 +83,6 @@ void Pool::give_back(std::unique_ptr<Conn> conn) {
 
 std::unique_ptr<Conn> Pool::make(const providers::UpstreamRequest& req, const std::string& key) {
   return std::make_unique<Conn>(ioc_, req.tls ? &tls_ctx_ : nullptr, deadlines_, key);
-}
-
-std::size_t Pool::idle_count() const {
-  std::size_t n = 0;
-  for (const auto& [key, list] : idle_) n += list.size();
-  return n;
 }
 
 Exchange::~Exchange() = default;

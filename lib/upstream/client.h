@@ -62,7 +62,6 @@ class Pool {
   std::unique_ptr<Conn> take_idle(const std::string& key);
   void give_back(std::unique_ptr<Conn> conn);
   std::unique_ptr<Conn> make(const providers::UpstreamRequest& req, const std::string& key);
-  std::size_t idle_count() const;
   util::Deadlines& deadlines() { return deadlines_; }
 
  private:
