@@ -243,4 +243,91 @@ std::string describe_conninfo(const std::string& conninfo, const std::vector<std
   return redact(out, pw);
 }
 
+std::vector<double> Rows::dbl_array(int row, int col) const {
+  std::string_view v = raw(row, col);
+  if (v.size() < 2 || v.front() != '{' || v.back() != '}')
+    throw storage_error("PostgreSQL: unexpected array '" + std::string(v) + "'");
+  v = v.substr(1, v.size() - 2);
+  std::vector<double> out;
+  while (!v.empty()) {
+    std::size_t comma = v.find(',');
+    out.push_back(parse_double(v.substr(0, comma)));
+    v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
+  }
+  return out;
+}
+
+std::unique_ptr<Conn> Pool::connect() const {
+  // Later keywords override what the conninfo (expanded from dbname) says;
+  // earlier ones are defaults it may override.
+  const char* keys[] = {"connect_timeout", "fallback_application_name", "dbname", "client_encoding",
+                        nullptr};
+  const char* values[] = {"10", "llm-proxy", conninfo_.c_str(), "UTF8", nullptr};
+  PGconn* raw = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+  if (!raw) throw storage_error("cannot connect to PostgreSQL at " + where_ + ": out of memory");
+  auto conn = std::make_unique<Conn>(raw);
+  if (!conn->ok()) {
+    throw storage_error("cannot connect to PostgreSQL at " + where_ + ": " +
+                        one_line(redact(PQerrorMessage(raw))));
+  }
+  setup(*conn);
+  return conn;
+}
+
+void Pool::reconnect(Conn& c) const {
+  PQreset(c.get());
+  c.prepared.clear();
+  if (!c.ok()) {
+    throw storage_error("cannot connect to PostgreSQL at " + where_ + ": " +
+                        one_line(redact(PQerrorMessage(c.get()))));
+  }
+  setup(c);
+}
+
+std::unique_ptr<Conn> Pool::acquire() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return !idle_.empty() || open_ < kPoolSize; });
+  if (!idle_.empty()) {
+    std::unique_ptr<Conn> c = std::move(idle_.back());
+    idle_.pop_back();
+    c->used = false;
+    return c;
+  }
+  ++open_;
+  lock.unlock();
+  try {
+    return connect();
+  } catch (...) {
+    lock.lock();
+    --open_;
+    cv_.notify_one();
+    throw;
+  }
+}
+
+void Pool::release(std::unique_ptr<Conn> c) {
+  if (c->ok() && PQtransactionStatus(c->get()) != PQTRANS_IDLE) {
+    ResultPtr(PQexec(c->get(), "ROLLBACK"));  // left in a transaction by a failure
+  }
+  bool keep = c->ok() && PQtransactionStatus(c->get()) == PQTRANS_IDLE;
+  if (!keep) c.reset();  // closed outside the lock
+  std::lock_guard lock(mu_);
+  if (keep)
+    idle_.push_back(std::move(c));
+  else
+    --open_;
+  cv_.notify_one();
+}
+
+void Pool::setup(Conn& c) const {
+  PQsetNoticeProcessor(
+      c.get(), [](void*, const char*) {}, nullptr);
+  // Shortest exact float output, whatever the server's default.
+  ResultPtr r(PQexec(c.get(), "SET extra_float_digits = 3"));
+  if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+    throw storage_error("PostgreSQL (" + where_ +
+                        "): " + one_line(redact(PQerrorMessage(c.get()))));
+  }
+}
+
 }  // namespace llmproxy::storage::pg

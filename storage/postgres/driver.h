@@ -172,19 +172,7 @@ class Rows {
   }
   double dbl(int row, int col) const { return parse_double(raw(row, col)); }
   // A one-dimensional double precision[] without NULLs: {1.5,2,NaN}.
-  std::vector<double> dbl_array(int row, int col) const {
-    std::string_view v = raw(row, col);
-    if (v.size() < 2 || v.front() != '{' || v.back() != '}')
-      throw storage_error("PostgreSQL: unexpected array '" + std::string(v) + "'");
-    v = v.substr(1, v.size() - 2);
-    std::vector<double> out;
-    while (!v.empty()) {
-      std::size_t comma = v.find(',');
-      out.push_back(parse_double(v.substr(0, comma)));
-      v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
-    }
-    return out;
-  }
+  std::vector<double> dbl_array(int row, int col) const;
   bool boolean(int row, int col) const { return raw(row, col) == "t"; }
   std::optional<std::int64_t> opt_i64(int row, int col) const {
     return is_null(row, col) ? std::nullopt : std::optional(i64(row, col));
@@ -253,80 +241,17 @@ class Pool {
   std::string redact(std::string msg) const { return pg::redact(std::move(msg), passwords_); }
 
   // A new, set-up connection that is not counted in the pool.
-  std::unique_ptr<Conn> connect() const {
-    // Later keywords override what the conninfo (expanded from dbname) says;
-    // earlier ones are defaults it may override.
-    const char* keys[] = {"connect_timeout", "fallback_application_name", "dbname",
-                          "client_encoding", nullptr};
-    const char* values[] = {"10", "llm-proxy", conninfo_.c_str(), "UTF8", nullptr};
-    PGconn* raw = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
-    if (!raw) throw storage_error("cannot connect to PostgreSQL at " + where_ + ": out of memory");
-    auto conn = std::make_unique<Conn>(raw);
-    if (!conn->ok()) {
-      throw storage_error("cannot connect to PostgreSQL at " + where_ + ": " +
-                          one_line(redact(PQerrorMessage(raw))));
-    }
-    setup(*conn);
-    return conn;
-  }
+  std::unique_ptr<Conn> connect() const;
 
   // Re-establishes a dead connection in place.
-  void reconnect(Conn& c) const {
-    PQreset(c.get());
-    c.prepared.clear();
-    if (!c.ok()) {
-      throw storage_error("cannot connect to PostgreSQL at " + where_ + ": " +
-                          one_line(redact(PQerrorMessage(c.get()))));
-    }
-    setup(c);
-  }
+  void reconnect(Conn& c) const;
 
-  std::unique_ptr<Conn> acquire() {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return !idle_.empty() || open_ < kPoolSize; });
-    if (!idle_.empty()) {
-      std::unique_ptr<Conn> c = std::move(idle_.back());
-      idle_.pop_back();
-      c->used = false;
-      return c;
-    }
-    ++open_;
-    lock.unlock();
-    try {
-      return connect();
-    } catch (...) {
-      lock.lock();
-      --open_;
-      cv_.notify_one();
-      throw;
-    }
-  }
+  std::unique_ptr<Conn> acquire();
 
-  void release(std::unique_ptr<Conn> c) {
-    if (c->ok() && PQtransactionStatus(c->get()) != PQTRANS_IDLE) {
-      ResultPtr(PQexec(c->get(), "ROLLBACK"));  // left in a transaction by a failure
-    }
-    bool keep = c->ok() && PQtransactionStatus(c->get()) == PQTRANS_IDLE;
-    if (!keep) c.reset();  // closed outside the lock
-    std::lock_guard lock(mu_);
-    if (keep)
-      idle_.push_back(std::move(c));
-    else
-      --open_;
-    cv_.notify_one();
-  }
+  void release(std::unique_ptr<Conn> c);
 
  private:
-  void setup(Conn& c) const {
-    PQsetNoticeProcessor(
-        c.get(), [](void*, const char*) {}, nullptr);
-    // Shortest exact float output, whatever the server's default.
-    ResultPtr r(PQexec(c.get(), "SET extra_float_digits = 3"));
-    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
-      throw storage_error("PostgreSQL (" + where_ +
-                          "): " + one_line(redact(PQerrorMessage(c.get()))));
-    }
-  }
+  void setup(Conn& c) const;
 
   std::string conninfo_;
   std::vector<std::string> passwords_;
