@@ -71,7 +71,15 @@ class PostgresStore::Lease {
 };
 
 PostgresStore::PostgresStore(const std::string& conninfo, crypto::SecretBox box)
-    : SqlStore(box, sql::Dialect{"PostgreSQL", '$', " COLLATE \"C\""}),
+    : SqlStore(
+          box,
+          sql::Dialect{.name = "PostgreSQL",
+                       .placeholder = '$',
+                       .byte_order = " COLLATE \"C\"",
+                       // Whole UTC days since the epoch, whatever the session's time zone.
+                       .day_of_ts = "to_char((date '1970-01-01' + floor(ts / 86400000.0)::integer)"
+                                    "::timestamp, 'YYYY-MM-DD')",
+                       .assignment = "COALESCE(assignment_id::text, '')"}),
       passwords_(pg::find_passwords(conninfo)) {
   describe_ = pg::describe_conninfo(conninfo, passwords_);
   pool_ = std::make_unique<pg::Pool>(conninfo, passwords_, describe_);
@@ -262,27 +270,7 @@ void PostgresStore::insert_usage(std::span<const UsageRecord> records) {
 }
 
 std::vector<UsageGroup> PostgresStore::aggregate_usage(const UsageQuery& q, UsageGroupBy by) {
-  const char* key = "";
-  switch (by) {
-    case UsageGroupBy::kDay:
-      // Whole UTC days since the epoch, whatever the session's time zone.
-      key =
-          "to_char((date '1970-01-01' + floor(ts / 86400000.0)::integer)::timestamp, "
-          "'YYYY-MM-DD')";
-      break;
-    case UsageGroupBy::kModel:
-      key = "model";
-      break;
-    case UsageGroupBy::kKey:
-      key = "vkey_name";
-      break;
-    case UsageGroupBy::kConnection:
-      key = "conn_name";
-      break;
-    case UsageGroupBy::kAssignment:
-      key = "COALESCE(assignment_id::text, '')";
-      break;
-  }
+  const char* key = dialect().group_key(by);
   std::vector<Value> params;
   std::string where = dialect().usage_where(q, params);
   // COLLATE "C": groups in byte order, as the contract (and SQLite) has it,

@@ -48,6 +48,22 @@ std::string Dialect::select(const Table& t, const Match& where, const Order& ord
   return sql;
 }
 
+const char* Dialect::group_key(UsageGroupBy by) const {
+  switch (by) {
+    case UsageGroupBy::kDay:
+      return day_of_ts;
+    case UsageGroupBy::kModel:
+      return "model";
+    case UsageGroupBy::kKey:
+      return "vkey_name";
+    case UsageGroupBy::kConnection:
+      return "conn_name";
+    case UsageGroupBy::kAssignment:
+      return assignment;
+  }
+  return "model";
+}
+
 std::string Dialect::usage_where(const UsageQuery& q, std::vector<Value>& params) const {
   std::string sql;
   auto add = [&](const char* cond, std::int64_t v) {

@@ -14,6 +14,8 @@ struct Dialect {
   const char* name;        // "SQLite", "PostgreSQL": for messages
   char placeholder;        // '?' or '$'
   const char* byte_order;  // what ORDER BY appends to compare text byte for byte
+  const char* day_of_ts;   // ts (epoch ms) as its UTC day, YYYY-MM-DD
+  const char* assignment;  // assignment_id as text
 
   // The n-th parameter (1-based).
   std::string param(std::size_t n) const { return placeholder + std::to_string(n); }
@@ -28,6 +30,8 @@ struct Dialect {
   std::string select_from(const Table& t) const;
   // SELECT <t's columns> FROM t [WHERE column = ?1] ORDER BY …
   std::string select(const Table& t, const Match& where, const Order& order) const;
+  // What a usage aggregate groups by.
+  const char* group_key(UsageGroupBy by) const;
   // "WHERE …" for a usage query (empty when it has no condition); appends
   // its parameters to params.
   std::string usage_where(const UsageQuery& q, std::vector<Value>& params) const;

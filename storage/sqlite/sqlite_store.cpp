@@ -11,7 +11,12 @@ namespace llmproxy::storage {
 using sqlite::Statement;
 
 SqliteStore::SqliteStore(std::string path, crypto::SecretBox box)
-    : SqlStore(box, sql::Dialect{"SQLite", '?', ""}), path_(std::move(path)) {
+    : SqlStore(box, sql::Dialect{.name = "SQLite",
+                                 .placeholder = '?',
+                                 .byte_order = "",
+                                 .day_of_ts = "strftime('%Y-%m-%d', ts / 1000, 'unixepoch')",
+                                 .assignment = "CAST(assignment_id AS TEXT)"}),
+      path_(std::move(path)) {
   int rc =
       sqlite3_open_v2(path_.c_str(), &db_,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -160,24 +165,7 @@ void SqliteStore::insert_usage(std::span<const UsageRecord> records) {
 }
 
 std::vector<UsageGroup> SqliteStore::aggregate_usage(const UsageQuery& q, UsageGroupBy by) {
-  const char* key = "";
-  switch (by) {
-    case UsageGroupBy::kDay:
-      key = "strftime('%Y-%m-%d', ts / 1000, 'unixepoch')";
-      break;
-    case UsageGroupBy::kModel:
-      key = "model";
-      break;
-    case UsageGroupBy::kKey:
-      key = "vkey_name";
-      break;
-    case UsageGroupBy::kConnection:
-      key = "conn_name";
-      break;
-    case UsageGroupBy::kAssignment:
-      key = "CAST(assignment_id AS TEXT)";
-      break;
-  }
+  const char* key = dialect().group_key(by);
   std::vector<Value> params;
   std::string sql = std::string("SELECT ") + key +
                     " AS g, COUNT(*), SUM(status >= 400), SUM(prompt_tokens), "
