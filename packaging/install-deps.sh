@@ -4,7 +4,7 @@
 set -euo pipefail
 
 BUILD_PKGS=(
-  build-essential cmake ninja-build pkg-config
+  build-essential cmake ninja-build pkg-config ccache
   libcli11-dev libsqlite3-dev libpq-dev libmongoc-dev libbson-dev
   nlohmann-json3-dev libboost-dev libssl-dev ca-certificates
   libgoogle-perftools-dev

@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -25,8 +27,8 @@ using Value = std::variant<std::monostate, std::int64_t, double, std::string, bo
 enum class Kind { kInt, kReal, kText, kBool };
 
 struct Field {
-  const char* column;
-  Kind kind;
+  const char* column = nullptr;
+  Kind kind = Kind::kInt;
   Value value;
 };
 
@@ -47,8 +49,14 @@ class Fields {
   const std::vector<Field>& list() const { return list_; }
 
  private:
-  Fields& add(const char* column, Kind kind, Value v) {
-    list_.push_back(Field{column, kind, std::move(v)});
+  // The value is constructed in place: moving a whole Value (a variant
+  // holding a string) makes GCC 12 warn of an uninitialized string length.
+  template <class T>
+  Fields& add(const char* column, Kind kind, T&& v) {
+    Field& f = list_.emplace_back();
+    f.column = column;
+    f.kind = kind;
+    f.value.emplace<std::decay_t<T>>(std::forward<T>(v));
     return *this;
   }
   std::vector<Field> list_;

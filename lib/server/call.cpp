@@ -1,11 +1,5 @@
 #include "lib/server/call.h"
 
-// GCC 12 flags Asio's coroutine-frame allocator pair as mismatched; see
-// front_end.cpp.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-
 #include <algorithm>
 #include <cstdio>
 #include <random>

@@ -8,14 +8,6 @@
 // with an access-log line and, for a good key, a usage record.
 #include "lib/server/front_end.h"
 
-// GCC 12 inlines Asio's coroutine-frame allocator (thread_info_base, which
-// calls ::operator new) into a frame and then flags the frame's class-specific
-// operator delete as mismatched: a known false positive for coroutine
-// frames, not a real mismatch (the pair is Asio's own allocate/deallocate).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <optional>

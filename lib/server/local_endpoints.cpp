@@ -1,11 +1,5 @@
 #include "lib/server/local_endpoints.h"
 
-// GCC 12 flags Asio's coroutine-frame allocator pair as mismatched; see
-// front_end.cpp.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>

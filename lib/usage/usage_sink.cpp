@@ -14,9 +14,13 @@ double cost_of(const ProviderModel* model, std::int64_t prompt_tokens,
 
 UsageSink::UsageSink(storage::Store& store, Options options) : store_(store), options_(options) {}
 
-UsageSink::~UsageSink() { stop(); }
+UsageSink::~UsageSink() {
+  stop();
+}
 
-void UsageSink::start() { thread_ = std::thread([this] { run(); }); }
+void UsageSink::start() {
+  thread_ = std::thread([this] { run(); });
+}
 
 void UsageSink::submit(Outcome outcome) {
   bool full_batch;
@@ -42,7 +46,6 @@ std::size_t UsageSink::queued() const {
 bool UsageSink::write_batch(std::span<const UsageRecord> batch) {
   try {
     store_.insert_usage(batch);
-    written_ += batch.size();
     if (!healthy_.exchange(true)) std::cerr << "llm-proxy: usage storage is back\n";
     return true;
   } catch (const std::exception& e) {
@@ -80,6 +83,9 @@ bool UsageSink::store_unstored() {
     if (!write_batch(batch)) return false;
     unstored_.erase(unstored_.begin(), unstored_.begin() + static_cast<long>(n));
     unstored_count_ = unstored_.size();
+    // Counted written only once no longer counted held: a reader of both
+    // never sees a record twice.
+    written_ += n;
   }
   return true;
 }

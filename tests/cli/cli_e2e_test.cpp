@@ -386,16 +386,37 @@ class Cli : public ::testing::Test {
     return ls[0];
   }
 
-  // Everything the configuration commands can show, plus the store's change
-  // counter, so that "bad input changes nothing" can be checked.
-  std::string snapshot() {
+  // Everything stored (every row of every table, or every document of every
+  // collection), so that "bad input changes nothing" can be checked. Read
+  // in-process rather than through `list` commands: it sees what no command
+  // shows (the change counter, timestamps), and each CLI run under the
+  // sanitizers costs more than the query.
+  std::string snapshot() const {
     std::string s;
-    for (const char* what : {"connection", "model", "vkey", "assignment"}) {
-      RunResult r = cli({what, "list", "--json"});
-      EXPECT_EQ(r.code, 0) << r;
-      s += r.out;
+    if (on_mongo()) {
+      try {
+        std::vector<std::string> colls = mongotest::collection_names(db_);
+        std::sort(colls.begin(), colls.end());
+        for (const std::string& coll : colls) {
+          s += "[" + coll + "]\n";
+          for (const std::string& doc : mongotest::find(db_, coll)) s += doc + "\n";
+        }
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+      }
+      return s;
     }
-    s += "config_version=" + stored_config_version();
+    bool pg = on_postgres();
+    for (const char* table : {"meta", "connections", "models", "vkeys", "assignments",
+                              "admin_users", "usage_records", "schema_migrations"}) {
+      s += std::string("[") + table + "]\n";
+      std::string sql = pg ? std::string("SELECT t::text FROM ") + table + " t ORDER BY 1"
+                           : std::string("SELECT * FROM ") + table + " ORDER BY 1";
+      for (const auto& row : query(db_, sql)) {
+        for (const std::string& cell : row) s += cell + "|";
+        s += "\n";
+      }
+    }
     return s;
   }
 
@@ -430,7 +451,8 @@ class Cli : public ::testing::Test {
   // How many rows (documents) of `table` have this id in `column`, or this text.
   std::int64_t count_with_id(const std::string& table, const std::string& column,
                              const std::string& id) const {
-    if (on_mongo()) return static_cast<std::int64_t>(mongo_find(table, id_filter(column, id)).size());
+    if (on_mongo())
+      return static_cast<std::int64_t>(mongo_find(table, id_filter(column, id)).size());
     return count_of(
         query_one(db_, "SELECT COUNT(*) FROM " + table + " WHERE " + column + " = " + id));
   }
@@ -818,9 +840,7 @@ class VkeyCli : public Cli {
     model_ = add({"model", "add", "--name", "m1", "--remote", "r1", "--conn-id", "c1"});
   }
 
-  std::string key_hash_of(const std::string& id) {
-    return stored_text("vkeys", id, "key_hash");
-  }
+  std::string key_hash_of(const std::string& id) { return stored_text("vkeys", id, "key_hash"); }
 
   std::string conn_, conn2_, model_;
 };

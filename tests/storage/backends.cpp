@@ -8,10 +8,8 @@
 #include <string>
 #include <system_error>
 
-#include "tests/storage/pg_cluster.h"
-#ifdef LLM_PROXY_TEST_MONGODB
 #include "tests/storage/mongo_test_server.h"
-#endif
+#include "tests/storage/pg_cluster.h"
 
 namespace llmproxy::storage::conformance {
 namespace {
@@ -54,7 +52,6 @@ TestDatabase create_postgres() {
   };
 }
 
-#ifdef LLM_PROXY_TEST_MONGODB
 // A database of its own on a real server (LLM_PROXY_TEST_MONGODB_URI) or on
 // the wire-protocol test server (tests/storage/mongo_test_server.h).
 TestDatabase create_mongodb() {
@@ -64,7 +61,6 @@ TestDatabase create_mongodb() {
       .cleanup = [url] { mongotest::drop_database(url); },
   };
 }
-#endif
 
 }  // namespace
 
@@ -75,11 +71,7 @@ std::vector<BackendFactory> conformance_backends() {
   return {
       BackendFactory{.name = "sqlite", .create = create_sqlite},
       BackendFactory{.name = "postgres", .create = create_postgres},
-#ifdef LLM_PROXY_TEST_MONGODB
-      // Built into storage_mongodb_test only (tests/CMakeLists.txt, LABELS
-      // mongodb), which runs the same suite against MongoDB.
       BackendFactory{.name = "mongodb", .create = create_mongodb},
-#endif
   };
 }
 
