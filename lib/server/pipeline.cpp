@@ -24,57 +24,62 @@ const char* auth_message(auth::AuthStatus s) {
   }
 }
 
-// Each step returns whether the call goes on; a step that stops it has
-// answered it.
+// Why a step stopped the call: what the client is told. Steps are plain
+// functions (no coroutine frame each); the one answer is sent by the caller.
+struct Stop {
+  http::status status;
+  std::string message;
+  std::string type = "invalid_request_error";
+  std::optional<std::string> code;
+  std::optional<std::string> param;
+};
+using Step = std::optional<Stop>;  // nullopt: go on
 
-net::awaitable<bool> authenticate(Call& call) {
+Step authenticate(Call& call) {
   auth::AuthStatus status;
-  if (call.identify(status)) co_return true;
-  co_await reply_error(call, http::status::unauthorized, auth_message(status),
-                       "invalid_request_error", "invalid_api_key");
-  co_return false;
+  if (call.identify(status)) return std::nullopt;
+  return Stop{http::status::unauthorized, auth_message(status), "invalid_request_error",
+              "invalid_api_key", std::nullopt};
 }
 
-net::awaitable<bool> parse(Call& call, providers::InboundRequest& in) {
+Step parse(Call& call, providers::InboundRequest& in) {
   std::optional<inbound::Refusal> refused = call.api->parse(call.req.body(), in, call.model);
-  if (!refused) co_return true;
-  co_await reply_error(call, http::status::bad_request, refused->message, "invalid_request_error",
-                       refused->code, refused->param);
-  co_return false;
+  if (!refused) return std::nullopt;
+  return Stop{http::status::bad_request, std::move(refused->message), "invalid_request_error",
+              std::move(refused->code), std::move(refused->param)};
 }
 
-net::awaitable<bool> route(Call& call) {
+Step route(Call& call) {
   routing::RouteResult routed = routing::resolve(*call.snapshot, call.who, call.model);
   call.route = routed.route;
-  if (routed.status == routing::RouteStatus::kOk) co_return true;
-  if (routed.status == routing::RouteStatus::kNotFound) {
-    co_await reply_error(call, http::status::not_found,
-                         "the model '" + call.model + "' does not exist", "invalid_request_error",
-                         "model_not_found", "model");
-  } else {
-    co_await reply_error(call, http::status::forbidden,
-                         "this key is not allowed to use the model '" + call.model + "'",
-                         "permission_error", "model_not_allowed", "model");
+  switch (routed.status) {
+    case routing::RouteStatus::kOk:
+      return std::nullopt;
+    case routing::RouteStatus::kNotFound:
+      return Stop{http::status::not_found, "the model '" + call.model + "' does not exist",
+                  "invalid_request_error", "model_not_found", "model"};
+    case routing::RouteStatus::kForbidden:
+      break;
   }
-  co_return false;
+  return Stop{http::status::forbidden,
+              "this key is not allowed to use the model '" + call.model + "'", "permission_error",
+              "model_not_allowed", "model"};
 }
 
-net::awaitable<bool> admit(Call& call) {
-  if (!call.route.assignment) co_return true;  // the master key has no limits
+Step admit(Call& call) {
+  if (!call.route.assignment) return std::nullopt;  // the master key has no limits
   call.limits = call.ctx().limiter.admit(*call.route.assignment, now_ms());
-  if (call.limits.allowed()) co_return true;
-  bool tokens = call.limits.refusal == limits::Refusal::kTokens;
-  const char* type = tokens ? "tokens_exceeded" : "rate_limit_exceeded";
-  co_await reply_error(call, http::status::too_many_requests, call.limits.message, type, type);
-  co_return false;
+  if (call.limits.allowed()) return std::nullopt;
+  std::string type =
+      call.limits.refusal == limits::Refusal::kTokens ? "tokens_exceeded" : "rate_limit_exceeded";
+  return Stop{http::status::too_many_requests, call.limits.message, type, type, std::nullopt};
 }
 
 // The request as the routed connection's adapter takes it: bound by the
 // inbound API (as sent, or translated) and, unless the adapter answers
 // in-process, built into the upstream request.
-net::awaitable<bool> translate(Call& call, providers::InboundRequest& in,
-                               const providers::Adapter*& adapter, providers::UpstreamRequest& up) {
-  std::optional<providers::RequestError> refused;
+Step translate(Call& call, providers::InboundRequest& in, const providers::Adapter*& adapter,
+               providers::UpstreamRequest& up) {
   try {
     RequestHeaders headers(call.req);
     inbound::Binding binding = call.api->bind(
@@ -83,13 +88,11 @@ net::awaitable<bool> translate(Call& call, providers::InboundRequest& in,
     call.translated = binding.translated;
     in.route = &call.route;
     if (!adapter->local()) up = adapter->build_request(in, call.route);
+    return std::nullopt;
   } catch (const providers::RequestError& e) {
-    refused = e;  // no co_await inside a handler
+    return Stop{http::status::bad_request, e.what(), "invalid_request_error",
+                "unsupported_parameter", e.param()};
   }
-  if (!refused) co_return true;
-  co_await reply_error(call, http::status::bad_request, refused->what(), "invalid_request_error",
-                       "unsupported_parameter", refused->param());
-  co_return false;
 }
 
 net::awaitable<void> run_pipeline(Call& call) {
@@ -97,15 +100,18 @@ net::awaitable<void> run_pipeline(Call& call) {
   in.request_id = call.request_id;
   const providers::Adapter* adapter = nullptr;
   providers::UpstreamRequest up;
-  if (!co_await authenticate(call)) co_return;
-  if (!co_await parse(call, in)) co_return;
-  if (!co_await route(call)) co_return;
-  if (!co_await admit(call)) co_return;
-  if (!co_await translate(call, in, adapter, up)) co_return;
-  if (adapter->local())
+  Step stop = authenticate(call);
+  if (!stop) stop = parse(call, in);
+  if (!stop) stop = route(call);
+  if (!stop) stop = admit(call);
+  if (!stop) stop = translate(call, in, adapter, up);
+  if (stop) {
+    co_await reply_error(call, stop->status, stop->message, stop->type, stop->code, stop->param);
+  } else if (adapter->local()) {
     co_await answer_locally(call, *adapter, in);
-  else
+  } else {
     co_await forward(call, *adapter, in, up);
+  }
 }
 
 }  // namespace
@@ -130,7 +136,10 @@ net::awaitable<void> proxy(Call& call) {
 }
 
 net::awaitable<void> list_models(Call& call) {
-  if (!co_await authenticate(call)) co_return;
+  if (Step stop = authenticate(call)) {
+    co_await reply_error(call, stop->status, stop->message, stop->type, stop->code);
+    co_return;
+  }
   std::string data = "[";
   for (const config::ModelEntry& m : routing::visible_models(*call.snapshot, call.who)) {
     if (data.size() > 1) data += ",";

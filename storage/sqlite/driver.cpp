@@ -38,6 +38,10 @@ void Statement::bind_all(const std::vector<Value>& params, int first) {
   for (const Value& v : params) bind(first++, v);
 }
 
+void Statement::bind_all(const Fields& fields, int first) {
+  for (const Field& f : fields.list()) bind(first++, f.value);
+}
+
 bool Statement::step() {
   int rc = sqlite3_step(st_);
   if (rc == SQLITE_ROW) return true;

@@ -26,6 +26,8 @@ class Statement final : public sql::RowReader {
   void bind(int i, const Value& v);
   // Binds params to the parameters first, first + 1, ...
   void bind_all(const std::vector<Value>& params, int first = 0);
+  // Binds the fields' values in order, without copying them out first.
+  void bind_all(const Fields& fields, int first = 0);
 
   // Returns true while there is a row. Constraint violations become
   // UniqueViolation (unique) or kInvalid (foreign key, check) with SQLite's
