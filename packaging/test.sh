@@ -11,10 +11,8 @@ cd "$(dirname "$0")/.."
 bash packaging/install-deps.sh test
 build=${LLM_PROXY_TEST_BUILD:-build-asan}
 
-# ccache (tests and CI): paths relative to the checkout, so that a fresh clone
-# in another folder reuses the compiles of an earlier one.
-export CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=true
-
+# (ccache, when installed, is set up by CMakeLists.txt: a fresh clone in
+# another folder reuses the compiles of an earlier one.)
 started=$(date +%s)
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLM_PROXY_SANITIZE=ON >/dev/null
 cmake --build "$build" -j"$(nproc)"
