@@ -1,5 +1,6 @@
 // The proxy pipeline: one request on a client API, from the key to the
-// record. Each step either passes the call on or answers it (and records it):
+// record. Each step either passes the call on or stops it with the answer the
+// client gets (a refusal in its API's shape, recorded like any other reply):
 //
 //   authenticate  the key, against the config snapshot    (lib/auth)
 //   parse         the body, by the inbound API             (lib/inbound)
