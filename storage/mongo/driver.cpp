@@ -38,30 +38,19 @@ std::vector<Owned> Client::find(std::string_view c, const Doc& filter, const Doc
   if (sort) opts.doc("sort", *sort);
   if (limit > 0) opts.i64("limit", limit);
   with_session(opts);
-  mongoc_cursor_t* cur =
-      mongoc_collection_find_with_opts(coll(c), filter.get(), opts.get(), nullptr);
   std::vector<Owned> out;
-  const bson_t* d = nullptr;
-  while (mongoc_cursor_next(cur, &d)) out.push_back(copy(d));
-  bson_error_t e;
-  bool bad = mongoc_cursor_error(cur, &e);
-  mongoc_cursor_destroy(cur);
-  if (bad) fail("find in " + std::string(c), e);
+  consume(mongoc_collection_find_with_opts(coll(c), filter.get(), opts.get(), nullptr),
+          "find in " + std::string(c), [&](const bson_t* d) { out.push_back(copy(d)); });
   return out;
 }
 
 std::vector<Owned> Client::aggregate(std::string_view c, const Doc& pipeline) {
   Doc opts;
   with_session(opts);
-  mongoc_cursor_t* cur =
-      mongoc_collection_aggregate(coll(c), MONGOC_QUERY_NONE, pipeline.get(), opts.get(), nullptr);
   std::vector<Owned> out;
-  const bson_t* d = nullptr;
-  while (mongoc_cursor_next(cur, &d)) out.push_back(copy(d));
-  bson_error_t e;
-  bool bad = mongoc_cursor_error(cur, &e);
-  mongoc_cursor_destroy(cur);
-  if (bad) fail("aggregate on " + std::string(c), e);
+  consume(
+      mongoc_collection_aggregate(coll(c), MONGOC_QUERY_NONE, pipeline.get(), opts.get(), nullptr),
+      "aggregate on " + std::string(c), [&](const bson_t* d) { out.push_back(copy(d)); });
   return out;
 }
 

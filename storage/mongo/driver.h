@@ -248,8 +248,15 @@ struct Client {
     Doc opts;
     opts.boolean("allowDiskUse", true);
     with_session(opts);
-    mongoc_cursor_t* cur = mongoc_collection_aggregate(coll(c), MONGOC_QUERY_NONE, pipeline.get(),
-                                                       opts.get(), nullptr);
+    consume(mongoc_collection_aggregate(coll(c), MONGOC_QUERY_NONE, pipeline.get(), opts.get(),
+                                        nullptr),
+            "aggregate on " + std::string(c), fn);
+  }
+
+  // Hands every document of `cur` to fn, then destroys the cursor; a cursor
+  // error throws, naming `what`.
+  template <class Fn>
+  void consume(mongoc_cursor_t* cur, const std::string& what, Fn&& fn) const {
     const bson_t* d = nullptr;
     try {
       while (mongoc_cursor_next(cur, &d)) fn(d);
@@ -260,7 +267,7 @@ struct Client {
     bson_error_t e;
     bool bad = mongoc_cursor_error(cur, &e);
     mongoc_cursor_destroy(cur);
-    if (bad) fail("aggregate on " + std::string(c), e);
+    if (bad) fail(what, e);
   }
 
   // A duplicate key error names the index, which tells the store what is taken.
