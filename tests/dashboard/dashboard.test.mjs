@@ -526,6 +526,9 @@ test('an invalid session goes back to sign-in; the master key signs in too', asy
     await page.reload();
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
     await page.getByText('Your session has expired or is no longer valid').waitFor();
+    // Every request the reloaded page started with the forged token is refused;
+    // wait for all of them to settle so a late 401 is not blamed on what follows.
+    await page.waitForLoadState('networkidle');
     assertClean([/status of 401/]);
 
     await page.getByText('Use the master key instead').click();
