@@ -73,7 +73,7 @@ class Store {
   virtual void transaction(const std::function<void()>& fn) = 0;
 
   // Increases by at least one with every committed configuration change
-  // (connections, models, keys, assignments). serve polls it to reload.
+  // (connections, models, keys, assignments, plans). serve polls it to reload.
   virtual std::int64_t config_version() = 0;
 
   // Change notification, for serve's config watcher (optional). A backend
@@ -129,6 +129,16 @@ class Store {
   virtual bool delete_assignment(Id id) = 0;
   virtual std::optional<Assignment> get_assignment(Id id) = 0;
   virtual std::vector<Assignment> list_assignments(std::optional<Id> vkey_id = std::nullopt) = 0;
+
+  // Plans (named limit sets). Names are unique (kConflict). Deleting a plan
+  // detaches it from its assignments (plan_id becomes unset; their own limits
+  // stay); refusing while in use is the caller's policy.
+  virtual Id insert_plan(const Plan& p) = 0;
+  virtual void update_plan(const Plan& p) = 0;  // kNotFound if absent
+  virtual bool delete_plan(Id id) = 0;
+  virtual std::optional<Plan> get_plan(Id id) = 0;
+  virtual std::optional<Plan> find_plan(std::string_view name) = 0;
+  virtual std::vector<Plan> list_plans() = 0;
 
   // Admin users (the admin API's and dashboard's sign-in). Usernames are
   // unique, compared byte for byte (kConflict). insert_admin_user returns the

@@ -70,4 +70,27 @@ std::optional<TokenWindow> parse_token_window(std::string_view s) {
   return std::nullopt;
 }
 
+Limits effective_limits(const Limits& own, const Limits* plan) {
+  if (!plan) return own;
+  Limits l = own;
+  auto inherit = [](auto& mine, const auto& theirs) {
+    if (!mine) mine = theirs;
+  };
+  inherit(l.tps, plan->tps);
+  inherit(l.rpm, plan->rpm);
+  inherit(l.rph, plan->rph);
+  inherit(l.rpd, plan->rpd);
+  inherit(l.max_parallel, plan->max_parallel);
+  inherit(l.reserve_tokens, plan->reserve_tokens);
+  if (!own.token_limit) {
+    l.token_limit = plan->token_limit;
+    l.token_window = plan->token_window;
+  }
+  if (!own.budget) {
+    l.budget = plan->budget;
+    l.budget_window = plan->budget_window;
+  }
+  return l;
+}
+
 }  // namespace llmproxy

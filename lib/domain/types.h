@@ -89,6 +89,7 @@ struct VirtualKey {
   std::string key_hint;
   bool enabled = true;
   std::optional<TimeMs> expires_at;
+  KeyLimits limits;
   TimeMs created_at = 0;
   TimeMs updated_at = 0;
 
@@ -114,15 +115,52 @@ struct AdminUser {
   bool operator==(const AdminUser&) const = default;
 };
 
-// Limits that apply to one assignment. Unset means unlimited.
+// Limits that apply to one assignment, or that a plan gives its assignments.
+// Unset means unlimited (on an assignment with a plan: the plan's value).
+// Request, token and budget windows are calendar windows in UTC.
 struct Limits {
   std::optional<double> tps;  // requests per second (token bucket, burst = 1 s)
-  std::optional<std::int64_t> rpm;
-  std::optional<std::int64_t> token_limit;
+  std::optional<std::int64_t> rpm;  // requests per minute (token bucket, burst = rpm)
+  std::optional<std::int64_t> rph;  // requests per calendar hour
+  std::optional<std::int64_t> rpd;  // requests per calendar day
+  std::optional<std::int64_t> token_limit;  // prompt + completion tokens per token_window
   TokenWindow token_window = TokenWindow::kDay;
+  std::optional<double> budget;  // USD per budget_window, priced with the model's prices
+  TokenWindow budget_window = TokenWindow::kMonth;
+  std::optional<std::int64_t> max_parallel;  // requests in flight (streams until they end)
+  // Completion tokens reserved at admission when the client sets no cap
+  // (max_tokens & co.); unset: serve --default-completion-reserve.
+  std::optional<std::int64_t> reserve_tokens;
 
   bool operator==(const Limits&) const = default;
 };
+
+// Limits of a whole key, across all its assignments (a team's spend cap).
+struct KeyLimits {
+  std::optional<std::int64_t> token_limit;
+  TokenWindow token_window = TokenWindow::kDay;
+  std::optional<double> budget;  // USD
+  TokenWindow budget_window = TokenWindow::kMonth;
+
+  bool operator==(const KeyLimits&) const = default;
+};
+
+// A named set of limits (a tier: free, standard, premium) that assignments
+// refer to; an assignment's own limits override its plan's, field by field.
+struct Plan {
+  Id id = 0;
+  std::string name;
+  Limits limits;
+  TimeMs created_at = 0;
+  TimeMs updated_at = 0;
+
+  bool operator==(const Plan&) const = default;
+};
+
+// The limits that apply: the assignment's own where set, else its plan's. A
+// window goes with its limit (token_window with token_limit, budget_window
+// with budget).
+Limits effective_limits(const Limits& own, const Limits* plan);
 
 // Grants a virtual key the use of a whole connection or one model.
 // Exactly one of conn_id and model_id is set.
@@ -131,7 +169,8 @@ struct Assignment {
   Id vkey_id = 0;
   std::optional<Id> conn_id;
   std::optional<Id> model_id;
-  Limits limits;
+  std::optional<Id> plan_id;
+  Limits limits;  // its own, as stored (see effective_limits)
   TimeMs created_at = 0;
   TimeMs updated_at = 0;
 
@@ -167,6 +206,7 @@ struct ConfigData {
   std::vector<ProviderModel> models;
   std::vector<VirtualKey> vkeys;
   std::vector<Assignment> assignments;
+  std::vector<Plan> plans;
 };
 
 }  // namespace llmproxy
