@@ -11,18 +11,66 @@ const Table kConnections{
 const Table kModels{
     "models",
     {"id", "name", "remote", "conn_id", "input_price", "output_price", "created_at", "updated_at"}};
-const Table kVkeys{
-    "vkeys",
-    {"id", "name", "key_hash", "key_hint", "enabled", "expires_at", "created_at", "updated_at"}};
+const Table kVkeys{"vkeys",
+                   {"id", "name", "key_hash", "key_hint", "enabled", "expires_at", "token_limit",
+                    "token_window", "budget", "budget_window", "created_at", "updated_at"}};
 const Table kAssignments{"assignments",
-                         {"id", "vkey_id", "conn_id", "model_id", "tps", "rpm", "token_limit",
-                          "token_window", "created_at", "updated_at"}};
+                         {"id", "vkey_id", "conn_id", "model_id", "plan_id", "tps", "rpm", "rph",
+                          "rpd", "token_limit", "token_window", "budget", "budget_window",
+                          "max_parallel", "reserve_tokens", "created_at", "updated_at"}};
+const Table kPlans{
+    "plans",
+    {"id", "name", "tps", "rpm", "rph", "rpd", "token_limit", "token_window", "budget",
+     "budget_window", "max_parallel", "reserve_tokens", "created_at", "updated_at"}};
 const Table kAdminUsers{"admin_users",
                         {"id", "username", "role", "password_hash", "created_at", "updated_at"}};
 const Table kUsageRecords{
     "usage_records",
     {"id", "ts", "request_id", "vkey_id", "vkey_name", "assignment_id", "model", "conn_id",
      "conn_name", "status", "latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens", "cost"}};
+
+namespace {
+
+// A window as stored: its public spelling. A row written before the column
+// existed (MongoDB documents have no column defaults) reads as `fallback`,
+// the type's default.
+std::string window_text(TokenWindow w) {
+  return std::string(to_string(w));
+}
+TokenWindow read_window(const FieldReader& r, const char* column, TokenWindow fallback) {
+  return parse_token_window(r.text(column)).value_or(fallback);
+}
+
+// Limits are the same columns on assignments and plans.
+void add_limits(Fields& f, const Limits& l) {
+  f.opt_real("tps", l.tps)
+      .opt_i64("rpm", l.rpm)
+      .opt_i64("rph", l.rph)
+      .opt_i64("rpd", l.rpd)
+      .opt_i64("token_limit", l.token_limit)
+      .text("token_window", window_text(l.token_window))
+      .opt_real("budget", l.budget)
+      .text("budget_window", window_text(l.budget_window))
+      .opt_i64("max_parallel", l.max_parallel)
+      .opt_i64("reserve_tokens", l.reserve_tokens);
+}
+
+Limits read_limits(const FieldReader& r) {
+  Limits l;
+  l.tps = r.opt_real("tps");
+  l.rpm = r.opt_i64("rpm");
+  l.rph = r.opt_i64("rph");
+  l.rpd = r.opt_i64("rpd");
+  l.token_limit = r.opt_i64("token_limit");
+  l.token_window = read_window(r, "token_window", l.token_window);
+  l.budget = r.opt_real("budget");
+  l.budget_window = read_window(r, "budget_window", l.budget_window);
+  l.max_parallel = r.opt_i64("max_parallel");
+  l.reserve_tokens = r.opt_i64("reserve_tokens");
+  return l;
+}
+
+}  // namespace
 
 Fields connection_fields(const Connection& c, const crypto::SecretBox& box) {
   Fields f;
@@ -87,7 +135,11 @@ Fields vkey_fields(const VirtualKey& k) {
       .text("key_hash", k.key_hash)
       .text("key_hint", k.key_hint)
       .boolean("enabled", k.enabled)
-      .opt_i64("expires_at", k.expires_at);
+      .opt_i64("expires_at", k.expires_at)
+      .opt_i64("token_limit", k.limits.token_limit)
+      .text("token_window", window_text(k.limits.token_window))
+      .opt_real("budget", k.limits.budget)
+      .text("budget_window", window_text(k.limits.budget_window));
   return f;
 }
 
@@ -99,6 +151,10 @@ VirtualKey read_vkey(const FieldReader& r) {
   k.key_hint = r.text("key_hint");
   k.enabled = r.boolean("enabled");
   k.expires_at = r.opt_i64("expires_at");
+  k.limits.token_limit = r.opt_i64("token_limit");
+  k.limits.token_window = read_window(r, "token_window", k.limits.token_window);
+  k.limits.budget = r.opt_real("budget");
+  k.limits.budget_window = read_window(r, "budget_window", k.limits.budget_window);
   k.created_at = r.i64("created_at");
   k.updated_at = r.i64("updated_at");
   return k;
@@ -109,10 +165,8 @@ Fields assignment_fields(const Assignment& a) {
   f.i64("vkey_id", a.vkey_id)
       .opt_i64("conn_id", a.conn_id)
       .opt_i64("model_id", a.model_id)
-      .opt_real("tps", a.limits.tps)
-      .opt_i64("rpm", a.limits.rpm)
-      .opt_i64("token_limit", a.limits.token_limit)
-      .text("token_window", std::string(to_string(a.limits.token_window)));
+      .opt_i64("plan_id", a.plan_id);
+  add_limits(f, a.limits);
   return f;
 }
 
@@ -122,13 +176,28 @@ Assignment read_assignment(const FieldReader& r) {
   a.vkey_id = r.i64("vkey_id");
   a.conn_id = r.opt_i64("conn_id");
   a.model_id = r.opt_i64("model_id");
-  a.limits.tps = r.opt_real("tps");
-  a.limits.rpm = r.opt_i64("rpm");
-  a.limits.token_limit = r.opt_i64("token_limit");
-  a.limits.token_window = parse_token_window(r.text("token_window")).value_or(TokenWindow::kDay);
+  a.plan_id = r.opt_i64("plan_id");
+  a.limits = read_limits(r);
   a.created_at = r.i64("created_at");
   a.updated_at = r.i64("updated_at");
   return a;
+}
+
+Fields plan_fields(const Plan& p) {
+  Fields f;
+  f.text("name", p.name);
+  add_limits(f, p.limits);
+  return f;
+}
+
+Plan read_plan(const FieldReader& r) {
+  Plan p;
+  p.id = r.i64("id");
+  p.name = r.text("name");
+  p.limits = read_limits(r);
+  p.created_at = r.i64("created_at");
+  p.updated_at = r.i64("updated_at");
+  return p;
 }
 
 Fields admin_user_fields(const AdminUser& u) {

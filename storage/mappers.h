@@ -17,6 +17,7 @@ extern const Table kConnections;
 extern const Table kModels;
 extern const Table kVkeys;
 extern const Table kAssignments;
+extern const Table kPlans;
 extern const Table kAdminUsers;
 extern const Table kUsageRecords;
 
@@ -33,6 +34,9 @@ VirtualKey read_vkey(const FieldReader& r);
 
 Fields assignment_fields(const Assignment& a);
 Assignment read_assignment(const FieldReader& r);
+
+Fields plan_fields(const Plan& p);
+Plan read_plan(const FieldReader& r);
 
 Fields admin_user_fields(const AdminUser& u);
 AdminUser read_admin_user(const FieldReader& r);

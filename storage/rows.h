@@ -35,7 +35,8 @@ struct Field {
 // The fields a write stores, in the order they were added.
 class Fields {
  public:
-  // Room for the widest entity (usage records: 14 columns) without regrowing.
+  // Room for the widest write (an assignment: 14 columns and its two
+  // timestamps) without regrowing.
   Fields() { list_.reserve(16); }
   Fields& i64(const char* column, std::int64_t v) { return add(column, Kind::kInt, v); }
   Fields& opt_i64(const char* column, const std::optional<std::int64_t>& v) {

@@ -107,6 +107,7 @@ ConfigData StoreBase::load_config() {
     data.models = list_models(std::nullopt);
     data.vkeys = list_vkeys();
     data.assignments = list_assignments(std::nullopt);
+    data.plans = list_plans();
     return data.version;
   });
   return data;
@@ -262,6 +263,8 @@ void StoreBase::check_assignment_refs(const Assignment& a) {
     throw invalid("connection " + std::to_string(*a.conn_id) + " does not exist");
   if (a.model_id && !exists(kModels, *a.model_id))
     throw invalid("model " + std::to_string(*a.model_id) + " does not exist");
+  if (a.plan_id && !exists(kPlans, *a.plan_id))
+    throw invalid("plan " + std::to_string(*a.plan_id) + " does not exist");
 }
 
 Id StoreBase::insert_assignment(const Assignment& a) {
@@ -293,6 +296,50 @@ std::optional<Assignment> StoreBase::get_assignment(Id id) {
 std::vector<Assignment> StoreBase::list_assignments(std::optional<Id> vkey_id) {
   return select_all<Assignment>(kAssignments, by_optional("vkey_id", vkey_id), Order{},
                                 read_assignment);
+}
+
+// ---- plans ------------------------------------------------------------------
+
+Id StoreBase::insert_plan(const Plan& p) {
+  Fields f = inserted(plan_fields(p), p.created_at, p.updated_at);
+  return config_write([&] {
+    return unique_or(name_taken("a plan", p.name), [&] { return insert_row(kPlans, f); });
+  });
+}
+
+void StoreBase::update_plan(const Plan& p) {
+  config_write([&] {
+    bool found = unique_or(name_taken("a plan", p.name),
+                           [&] { return update_row(kPlans, p.id, updated(plan_fields(p))); });
+    if (!found) throw not_found("plan " + std::to_string(p.id));
+  });
+}
+
+// The assignments keep their own limits and lose the plan's (SQL: ON DELETE
+// SET NULL). Their updated_at stays, as it does under the foreign key.
+bool StoreBase::delete_plan(Id id) {
+  return config_write([&] {
+    if (!enforces_references()) {
+      Fields detached;
+      detached.opt_i64("plan_id", std::nullopt);
+      for (const Assignment& a :
+           select_all<Assignment>(kAssignments, Match{"plan_id", id}, Order{}, read_assignment))
+        update_row(kAssignments, a.id, detached);
+    }
+    return delete_rows(kPlans, "id", id) > 0;
+  });
+}
+
+std::optional<Plan> StoreBase::get_plan(Id id) {
+  return first(select_all<Plan>(kPlans, by_id(id), Order{}, read_plan));
+}
+
+std::optional<Plan> StoreBase::find_plan(std::string_view name) {
+  return first(select_all<Plan>(kPlans, by_text("name", name), Order{}, read_plan));
+}
+
+std::vector<Plan> StoreBase::list_plans() {
+  return select_all<Plan>(kPlans, Match{}, Order{}, read_plan);
 }
 
 // ---- admin users ----------------------------------------------------------------

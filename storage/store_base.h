@@ -47,6 +47,13 @@ class StoreBase : public Store {
   std::optional<Assignment> get_assignment(Id id) final;
   std::vector<Assignment> list_assignments(std::optional<Id> vkey_id) final;
 
+  Id insert_plan(const Plan& p) final;
+  void update_plan(const Plan& p) final;
+  bool delete_plan(Id id) final;
+  std::optional<Plan> get_plan(Id id) final;
+  std::optional<Plan> find_plan(std::string_view name) final;
+  std::vector<Plan> list_plans() final;
+
   Id insert_admin_user(const AdminUser& u) final;
   void update_admin_user(const AdminUser& u) final;
   bool delete_admin_user(Id id) final;

@@ -44,7 +44,7 @@ void create_collection(Client& c, const char* coll) {
 // instances starting together, or a crash between a step and its record, are
 // harmless. Never edit a shipped entry; append.
 using Migration = void (*)(Client&);
-const std::array<Migration, 2> kMigrations = {
+const std::array<Migration, 3> kMigrations = {
     [](Client& c) {
       for (const char* coll : {"connections", "models", "vkeys", "assignments", "usage_records",
                                "meta", "schema_migrations"})
@@ -76,6 +76,14 @@ const std::array<Migration, 2> kMigrations = {
     [](Client& c) {
       create_collection(c, "admin_users");
       create_indexes(c, "admin_users", {{"username_unique", {"username"}, true}});
+    },
+    // Plans. The new limit fields need nothing: a document without one reads
+    // as unset (unlimited) or the type's default window (storage/mappers.cpp).
+    [](Client& c) {
+      create_collection(c, "plans");
+      create_indexes(c, "plans", {{"name_unique", {"name"}, true}});
+      // delete_plan finds the assignments to detach by plan_id.
+      create_indexes(c, "assignments", {{"plan_id", {"plan_id"}, false}});
     },
 };
 

@@ -11,7 +11,7 @@ namespace {
 
 // Versioned schema. Each entry is applied once, in order, inside a transaction;
 // never edit an entry that has shipped, append a new one.
-constexpr std::array<const char*, 4> kMigrations = {R"sql(
+constexpr std::array<const char*, 5> kMigrations = {R"sql(
 CREATE TABLE meta (
   key   TEXT PRIMARY KEY,
   value INTEGER NOT NULL
@@ -111,6 +111,43 @@ CREATE TABLE admin_users (
   created_at    INTEGER NOT NULL,
   updated_at    INTEGER NOT NULL
 );
+)sql",
+                                                    R"sql(
+-- Plans (named limit sets), the limits added to assignments, and key-wide
+-- limits. New columns are NULL (unlimited) or the type's default window, so
+-- existing rows keep meaning what they meant.
+CREATE TABLE plans (
+  id             INTEGER PRIMARY KEY AUTOINCREMENT,
+  name           TEXT NOT NULL UNIQUE,
+  tps            REAL,
+  rpm            INTEGER,
+  rph            INTEGER,
+  rpd            INTEGER,
+  token_limit    INTEGER,
+  token_window   TEXT NOT NULL DEFAULT 'day',
+  budget         REAL,
+  budget_window  TEXT NOT NULL DEFAULT 'month',
+  max_parallel   INTEGER,
+  reserve_tokens INTEGER,
+  created_at     INTEGER NOT NULL,
+  updated_at     INTEGER NOT NULL
+);
+
+-- Deleting a plan detaches it: its assignments keep their own limits.
+ALTER TABLE assignments ADD COLUMN plan_id INTEGER REFERENCES plans(id) ON DELETE SET NULL;
+ALTER TABLE assignments ADD COLUMN rph INTEGER;
+ALTER TABLE assignments ADD COLUMN rpd INTEGER;
+ALTER TABLE assignments ADD COLUMN budget REAL;
+ALTER TABLE assignments ADD COLUMN budget_window TEXT NOT NULL DEFAULT 'month';
+ALTER TABLE assignments ADD COLUMN max_parallel INTEGER;
+ALTER TABLE assignments ADD COLUMN reserve_tokens INTEGER;
+-- For ON DELETE SET NULL, which otherwise scans every assignment.
+CREATE INDEX assignments_plan ON assignments(plan_id);
+
+ALTER TABLE vkeys ADD COLUMN token_limit INTEGER;
+ALTER TABLE vkeys ADD COLUMN token_window TEXT NOT NULL DEFAULT 'day';
+ALTER TABLE vkeys ADD COLUMN budget REAL;
+ALTER TABLE vkeys ADD COLUMN budget_window TEXT NOT NULL DEFAULT 'month';
 )sql"};
 
 }  // namespace
