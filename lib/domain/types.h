@@ -80,41 +80,6 @@ struct ProviderModel {
   bool operator==(const ProviderModel&) const = default;
 };
 
-// What a client presents as its API key. Only the SHA-256 of the key is kept;
-// key_hint is a short, non-secret reminder ("sk-Ab…wxyz").
-struct VirtualKey {
-  Id id = 0;
-  std::string name;
-  std::string key_hash;  // lowercase hex SHA-256 of the key
-  std::string key_hint;
-  bool enabled = true;
-  std::optional<TimeMs> expires_at;
-  KeyLimits limits;
-  TimeMs created_at = 0;
-  TimeMs updated_at = 0;
-
-  bool operator==(const VirtualKey&) const = default;
-};
-
-// Who may use the admin API and dashboard besides the master key holder.
-enum class AdminRole { kAdmin, kViewer };  // kViewer: read-only
-
-std::string_view to_string(AdminRole r);
-std::optional<AdminRole> parse_admin_role(std::string_view s);
-
-// A person who signs in to the admin API / dashboard. Only a slow salted hash
-// of the password is kept (lib/crypto/password.h).
-struct AdminUser {
-  Id id = 0;
-  std::string username;
-  AdminRole role = AdminRole::kAdmin;
-  std::string password_hash;  // "pbkdf2-sha256$<iterations>$<salt b64>$<hash b64>"
-  TimeMs created_at = 0;
-  TimeMs updated_at = 0;
-
-  bool operator==(const AdminUser&) const = default;
-};
-
 // Limits that apply to one assignment, or that a plan gives its assignments.
 // Unset means unlimited (on an assignment with a plan: the plan's value).
 // Request, token and budget windows are calendar windows in UTC.
@@ -161,6 +126,41 @@ struct Plan {
 // window goes with its limit (token_window with token_limit, budget_window
 // with budget).
 Limits effective_limits(const Limits& own, const Limits* plan);
+
+// What a client presents as its API key. Only the SHA-256 of the key is kept;
+// key_hint is a short, non-secret reminder ("sk-Ab…wxyz").
+struct VirtualKey {
+  Id id = 0;
+  std::string name;
+  std::string key_hash;  // lowercase hex SHA-256 of the key
+  std::string key_hint;
+  bool enabled = true;
+  std::optional<TimeMs> expires_at;
+  KeyLimits limits;
+  TimeMs created_at = 0;
+  TimeMs updated_at = 0;
+
+  bool operator==(const VirtualKey&) const = default;
+};
+
+// Who may use the admin API and dashboard besides the master key holder.
+enum class AdminRole { kAdmin, kViewer };  // kViewer: read-only
+
+std::string_view to_string(AdminRole r);
+std::optional<AdminRole> parse_admin_role(std::string_view s);
+
+// A person who signs in to the admin API / dashboard. Only a slow salted hash
+// of the password is kept (lib/crypto/password.h).
+struct AdminUser {
+  Id id = 0;
+  std::string username;
+  AdminRole role = AdminRole::kAdmin;
+  std::string password_hash;  // "pbkdf2-sha256$<iterations>$<salt b64>$<hash b64>"
+  TimeMs created_at = 0;
+  TimeMs updated_at = 0;
+
+  bool operator==(const AdminUser&) const = default;
+};
 
 // Grants a virtual key the use of a whole connection or one model.
 // Exactly one of conn_id and model_id is set.
