@@ -173,9 +173,11 @@ struct Undo {
   Owned prior;
 };
 
-// Applies the migrations (storage/mongo/migrations.cpp) not yet applied.
+// Applies the migrations (storage/mongo/migrations.cpp) not yet applied, up to
+// version `up_to` (the tests build a database of an earlier schema with it, to
+// upgrade).
 struct Client;
-void migrate(Client& c);
+void migrate(Client& c, std::size_t up_to = SIZE_MAX);
 
 // mongoc_init() once per process, with the driver's own logging silenced.
 void init_driver_once();

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <array>
 
 #include "lib/domain/time.h"
@@ -89,14 +90,15 @@ const std::array<Migration, 3> kMigrations = {
 
 }  // namespace
 
-void migrate(Client& c) {
+void migrate(Client& c, std::size_t up_to) {
   std::vector<Owned> applied = c.find("schema_migrations", Doc());
   auto done = [&](std::int64_t v) {
     for (const Owned& d : applied)
       if (get_i64(d.get(), "_id") == v) return true;
     return false;
   };
-  for (std::size_t i = 0; i < kMigrations.size(); ++i) {
+  const std::size_t last = std::min(up_to, kMigrations.size());
+  for (std::size_t i = 0; i < last; ++i) {
     auto version = static_cast<std::int64_t>(i + 1);
     if (done(version)) continue;
     kMigrations[i](c);

@@ -8,6 +8,7 @@
 
 #include <charconv>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -281,7 +282,9 @@ void exec_simple(const Pool& pool, Conn& c, const std::string& sql);
 // A statement, prepared on this connection the first time it is used there.
 Rows exec_prepared(const Pool& pool, Conn& c, const std::string& sql, const Params& params);
 
-// Applies the migrations (storage/postgres/migrations.cpp) not yet applied.
-void migrate(Pool& pool);
+// Applies the migrations (storage/postgres/migrations.cpp) not yet applied, up
+// to version `up_to` (the tests build a database of an earlier schema with it,
+// to upgrade).
+void migrate(Pool& pool, std::size_t up_to = SIZE_MAX);
 
 }  // namespace llmproxy::storage::pg

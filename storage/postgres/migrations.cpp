@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <array>
 
 #include "lib/domain/time.h"
@@ -151,7 +152,7 @@ constexpr std::int64_t kMigrationLockKey = 0x6c6c6d70726f7879;
 
 }  // namespace
 
-void migrate(Pool& pool) {
+void migrate(Pool& pool, std::size_t up_to) {
   PooledConn conn(pool);
   Conn& c = *conn;
   // The advisory lock makes a second process that starts at the same time
@@ -167,7 +168,8 @@ void migrate(Pool& pool) {
   std::int64_t have =
       exec_prepared(pool, c, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", Params())
           .i64(0, 0);
-  for (std::size_t v = static_cast<std::size_t>(have); v < kMigrations.size(); ++v) {
+  const std::size_t last = std::min(up_to, kMigrations.size());
+  for (std::size_t v = static_cast<std::size_t>(have); v < last; ++v) {
     exec_simple(pool, c, kMigrations[v]);
     exec_prepared(pool, c, "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
                   Params(static_cast<std::int64_t>(v + 1), now_ms()));

@@ -2,6 +2,7 @@
 // scripts, and the one SQL function SQLite lacks (a nearest-rank percentile).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -58,7 +59,9 @@ void exec(sqlite3* db, const std::string& sql, const std::string& where);
 // percentiles (storage/percentile.h).
 void register_percentile(sqlite3* db, const std::string& where);
 
-// Applies the migrations (storage/sqlite/migrations.cpp) not yet applied.
-void migrate(sqlite3* db, const std::string& where);
+// Applies the migrations (storage/sqlite/migrations.cpp) not yet applied, up
+// to version `up_to` (the tests build a database of an earlier schema with it,
+// to upgrade).
+void migrate(sqlite3* db, const std::string& where, std::size_t up_to = SIZE_MAX);
 
 }  // namespace llmproxy::storage::sqlite

@@ -1,5 +1,6 @@
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <array>
 
 #include "lib/domain/time.h"
@@ -152,7 +153,7 @@ ALTER TABLE vkeys ADD COLUMN budget_window TEXT NOT NULL DEFAULT 'month';
 
 }  // namespace
 
-void migrate(sqlite3* db, const std::string& where) {
+void migrate(sqlite3* db, const std::string& where, std::size_t up_to) {
   // BEGIN IMMEDIATE takes the write lock first, so two processes starting at
   // once apply each migration exactly once.
   sql::Transaction tx([&](const std::string& s) { exec(db, s, where); }, "BEGIN IMMEDIATE");
@@ -166,7 +167,8 @@ void migrate(sqlite3* db, const std::string& where) {
     cur.step();
     have = cur.i64(0);
   }
-  for (std::size_t v = static_cast<std::size_t>(have); v < kMigrations.size(); ++v) {
+  const std::size_t last = std::min(up_to, kMigrations.size());
+  for (std::size_t v = static_cast<std::size_t>(have); v < last; ++v) {
     exec(db, kMigrations[v], where);
     Statement record(db, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)");
     record.bind_all({Value(static_cast<std::int64_t>(v + 1)), Value(now_ms())});

@@ -34,7 +34,34 @@ struct BackendFactory {
   std::string name;
   // Makes a fresh, empty database. Throws when that is impossible.
   std::function<TestDatabase()> create;
+  // Makes a fresh database of the schema before plans (SQLite 4, PostgreSQL
+  // and MongoDB 2), holding what that release wrote: the rows below, for the
+  // upgrade test.
+  std::function<TestDatabase()> create_previous;
 };
+
+// What a database from create_previous holds, every row as the previous
+// release stored it (config_version kPreviousConfigVersion; times
+// kPreviousCreated / kPreviousUpdated unless said otherwise):
+//   - connection "old-conn": openai, https://old.example.com/v1, timeout
+//     30000 ms, no secrets;
+//   - model "old-model" on it: remote "gpt-old", input price 2.5, no output
+//     price;
+//   - key "old-key": hash kPreviousKeyHash, hint "sk-ol...key", disabled,
+//     expiring at kPreviousExpiry;
+//   - assignments of old-key: to old-conn (tps 2.5, rpm 120, 50000 tokens per
+//     hour), then to old-model (no limits);
+//   - a usage record "old-req" of old-key at kPreviousUsageTs: model
+//     old-model, status 200, 12.5 ms, 10 + 20 tokens, cost 0.0001;
+//   - admin user "old-admin", viewer, hash kPreviousAdminHash.
+inline constexpr std::int64_t kPreviousConfigVersion = 41;
+inline constexpr std::int64_t kPreviousCreated = 1'735'689'600'000;  // 2025-01-01T00:00:00Z
+inline constexpr std::int64_t kPreviousUpdated = kPreviousCreated + 1'000;
+inline constexpr std::int64_t kPreviousExpiry = 1'798'761'599'999;  // 2026-12-31T23:59:59.999Z
+inline constexpr std::int64_t kPreviousUsageTs = kPreviousCreated + 3'600'000;
+inline constexpr std::string_view kPreviousKeyHash =
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+inline constexpr std::string_view kPreviousAdminHash = "pbkdf2-sha256$1$c2FsdA==$aGFzaA==";
 
 // Names the backend in GoogleTest's messages ("where GetParam() = sqlite").
 inline void PrintTo(const BackendFactory& b, std::ostream* os) {

@@ -148,8 +148,8 @@ TEST_F(MongoStoreTest, StandaloneServersTakeTheSafeOrderPath) {
             << "\n";
 }
 
-// 1: the configuration and usage collections; 2: admin_users.
-constexpr int kLatestMigration = 2;
+// 1: the configuration and usage collections; 2: admin_users; 3: plans.
+constexpr int kLatestMigration = 3;
 
 TEST_F(MongoStoreTest, MigrationsAreRecordedAndSafeToRunTwice) {
   {
@@ -184,6 +184,7 @@ TEST_F(MongoStoreTest, UniqueIndexesMatchSqlitesConstraints) {
   EXPECT_TRUE(has_unique("vkeys", "name"));
   EXPECT_TRUE(has_unique("vkeys", "key_hash"));
   EXPECT_TRUE(has_unique("admin_users", "username"));
+  EXPECT_TRUE(has_unique("plans", "name"));
 }
 
 TEST_F(MongoStoreTest, DuplicateKeysFailWithTheServersErrorShape) {

@@ -65,24 +65,39 @@ void PrintTo(const ProviderModel& m, std::ostream* os) {
       << " updated_at=" << m.updated_at << "}";
 }
 
+void PrintTo(const KeyLimits& l, std::ostream* os) {
+  *os << "KeyLimits{token_limit=" << show(l.token_limit)
+      << " token_window=" << to_string(l.token_window) << " budget=" << show(l.budget)
+      << " budget_window=" << to_string(l.budget_window) << "}";
+}
+
 void PrintTo(const VirtualKey& k, std::ostream* os) {
   *os << "VirtualKey{id=" << k.id << " name=" << k.name << " key_hash=" << k.key_hash
       << " key_hint=" << k.key_hint << " enabled=" << k.enabled
-      << " expires_at=" << show(k.expires_at) << " created_at=" << k.created_at
-      << " updated_at=" << k.updated_at << "}";
+      << " expires_at=" << show(k.expires_at) << " limits=";
+  PrintTo(k.limits, os);
+  *os << " created_at=" << k.created_at << " updated_at=" << k.updated_at << "}";
 }
 
 void PrintTo(const Limits& l, std::ostream* os) {
-  *os << "Limits{tps=" << show(l.tps) << " rpm=" << show(l.rpm)
-      << " token_limit=" << show(l.token_limit) << " token_window=" << to_string(l.token_window)
-      << "}";
+  *os << "Limits{tps=" << show(l.tps) << " rpm=" << show(l.rpm) << " rph=" << show(l.rph)
+      << " rpd=" << show(l.rpd) << " token_limit=" << show(l.token_limit)
+      << " token_window=" << to_string(l.token_window) << " budget=" << show(l.budget)
+      << " budget_window=" << to_string(l.budget_window) << " max_parallel=" << show(l.max_parallel)
+      << " reserve_tokens=" << show(l.reserve_tokens) << "}";
 }
 
 void PrintTo(const Assignment& a, std::ostream* os) {
   *os << "Assignment{id=" << a.id << " vkey_id=" << a.vkey_id << " conn_id=" << show(a.conn_id)
-      << " model_id=" << show(a.model_id) << " limits=";
+      << " model_id=" << show(a.model_id) << " plan_id=" << show(a.plan_id) << " limits=";
   PrintTo(a.limits, os);
   *os << " created_at=" << a.created_at << " updated_at=" << a.updated_at << "}";
+}
+
+void PrintTo(const Plan& p, std::ostream* os) {
+  *os << "Plan{id=" << p.id << " name=" << p.name << " limits=";
+  PrintTo(p.limits, os);
+  *os << " created_at=" << p.created_at << " updated_at=" << p.updated_at << "}";
 }
 
 void PrintTo(const UsageRecord& r, std::ostream* os) {
@@ -239,6 +254,29 @@ Assignment model_assignment(Id vkey_id, Id model_id, Limits limits = {}) {
   a.created_at = kCreated;
   a.updated_at = kUpdated;
   return a;
+}
+
+Plan plan(const std::string& name, Limits limits = {}) {
+  Plan p;
+  p.name = name;
+  p.limits = limits;
+  p.created_at = kCreated;
+  p.updated_at = kUpdated;
+  return p;
+}
+
+// Every limit set, none to its type's default.
+Limits full_limits() {
+  return Limits{.tps = 2.5,
+                .rpm = 600,
+                .rph = 20'000,
+                .rpd = 5'000'000'000,  // beyond 32 bits
+                .token_limit = 7'000'000'000,
+                .token_window = TokenWindow::kHour,
+                .budget = 12.75,
+                .budget_window = TokenWindow::kDay,
+                .max_parallel = 8,
+                .reserve_tokens = 4096};
 }
 
 // The hash is opaque to the store: an encoded PBKDF2 hash with every
@@ -507,6 +545,52 @@ constexpr Provider kAllProviders[] = {
 constexpr TokenWindow kAllWindows[] = {TokenWindow::kMinute, TokenWindow::kHour, TokenWindow::kDay,
                                        TokenWindow::kMonth, TokenWindow::kTotal};
 
+// Limits with each field set alone, zero (a limit, not "unset"), and every
+// window with and without its limit: what a stored limit set must keep.
+std::vector<Limits> limit_cases() {
+  std::vector<Limits> cases = {
+      Limits{},
+      full_limits(),
+      Limits{.tps = 0.25},
+      Limits{.rpm = 60},
+      Limits{.rph = 1000},
+      Limits{.rpd = 5'000'000'000},
+      Limits{.token_limit = 5'000'000'000},
+      Limits{.budget = 0.005},
+      Limits{.max_parallel = 1},
+      Limits{.reserve_tokens = 256},
+      Limits{.tps = 0.0,
+             .rpm = 0,
+             .rph = 0,
+             .rpd = 0,
+             .token_limit = 0,
+             .budget = 0.0,
+             .max_parallel = 0,
+             .reserve_tokens = 0},
+  };
+  for (TokenWindow w : kAllWindows) {
+    cases.push_back(Limits{.token_window = w, .budget_window = w});
+    cases.push_back(
+        Limits{.token_limit = 100'000, .token_window = w, .budget = 3.5, .budget_window = w});
+  }
+  return cases;
+}
+
+std::vector<KeyLimits> key_limit_cases() {
+  std::vector<KeyLimits> cases = {
+      KeyLimits{},
+      KeyLimits{.token_limit = 5'000'000'000},
+      KeyLimits{.budget = 99.99},
+      KeyLimits{.token_limit = 0, .budget = 0.0},
+  };
+  for (TokenWindow w : kAllWindows) {
+    cases.push_back(KeyLimits{.token_window = w, .budget_window = w});
+    cases.push_back(
+        KeyLimits{.token_limit = 1'000, .token_window = w, .budget = 1.25, .budget_window = w});
+  }
+  return cases;
+}
+
 // ---------------------------------------------------------------------------
 // The fixture: a fresh database per test, opened once as store_.
 
@@ -548,6 +632,10 @@ class StoreConformance : public ::testing::TestWithParam<conf::BackendFactory> {
     a.id = s().insert_assignment(a);
     return a;
   }
+  Plan add(Plan p) {
+    p.id = s().insert_plan(p);
+    return p;
+  }
   AdminUser add_admin(AdminUser u) {
     u.id = s().insert_admin_user(u);
     return u;
@@ -568,11 +656,12 @@ class StoreConformance : public ::testing::TestWithParam<conf::BackendFactory> {
     std::vector<VirtualKey> vkeys;
     std::vector<Assignment> assignments;
     std::vector<UsageRecord> usage;
+    std::vector<Plan> plans;
   };
 
   State state(Store& st) {
-    return {st.list_connections(), st.list_models(), st.list_vkeys(), st.list_assignments(),
-            st.list_usage({})};
+    return {st.list_connections(), st.list_models(),  st.list_vkeys(),
+            st.list_assignments(), st.list_usage({}), st.list_plans()};
   }
   State state() { return state(s()); }
 
@@ -582,15 +671,21 @@ class StoreConformance : public ::testing::TestWithParam<conf::BackendFactory> {
     EXPECT_EQ(got.vkeys, want.vkeys);
     EXPECT_EQ(got.assignments, want.assignments);
     EXPECT_EQ(got.usage, want.usage);
+    EXPECT_EQ(got.plans, want.plans);
   }
 
   // A little of everything.
   void populate() {
     Connection c = add(full_connection("pop-conn"));
     ProviderModel m = add(model("pop-model", c.id));
-    VirtualKey k = add(vkey("pop-key"));
+    VirtualKey k = vkey("pop-key");
+    k.limits = KeyLimits{.budget = 50};
+    k = add(k);
+    Plan p = add(plan("pop-plan", full_limits()));
     Assignment a = add(conn_assignment(k.id, c.id, Limits{.tps = 2.5, .rpm = 60}));
-    add(model_assignment(k.id, m.id));
+    Assignment on_plan = model_assignment(k.id, m.id);
+    on_plan.plan_id = p.id;
+    add(on_plan);
     UsageRecord r = usage(utc(2026, 2, 1, 12), "pop-req");
     attribute(r, k, a, c);
     s().insert_usage(std::span<const UsageRecord>(&r, 1));
@@ -674,11 +769,13 @@ TEST_P(StoreConformance, FreshStoreIsEmpty) {
   EXPECT_TRUE(s().list_usage({}).empty());
   EXPECT_TRUE(s().aggregate_usage({}, UsageGroupBy::kModel).empty());
   EXPECT_TRUE(s().list_admin_users().empty());
+  EXPECT_TRUE(s().list_plans().empty());
   ConfigData cfg = s().load_config();
   EXPECT_TRUE(cfg.connections.empty());
   EXPECT_TRUE(cfg.models.empty());
   EXPECT_TRUE(cfg.vkeys.empty());
   EXPECT_TRUE(cfg.assignments.empty());
+  EXPECT_TRUE(cfg.plans.empty());
   EXPECT_EQ(cfg.version, s().config_version());
 }
 
@@ -697,6 +794,9 @@ TEST_P(StoreConformance, LookupsOfMissingObjectsReturnNothing) {
   EXPECT_FALSE(s().delete_assignment(1));
   EXPECT_EQ(s().find_admin_user("nope"), std::nullopt);
   EXPECT_FALSE(s().delete_admin_user(1));
+  EXPECT_EQ(s().get_plan(1), std::nullopt);
+  EXPECT_EQ(s().find_plan("nope"), std::nullopt);
+  EXPECT_FALSE(s().delete_plan(1));
 }
 
 TEST_P(StoreConformance, ReopeningRunsMigrationsIdempotently) {
@@ -720,6 +820,91 @@ TEST_P(StoreConformance, ReopeningRunsMigrationsIdempotently) {
     EXPECT_GE(s().config_version(), version) << "config_version went backwards on reopen";
     ExpectSameState(state(), before);
   }
+}
+
+// A database the release before plans wrote (tests/storage/backends.h lists
+// its rows) is upgraded when opened: every row kept, new columns unset or at
+// their type's default, and the new objects usable beside the old ones.
+TEST_P(StoreConformance, UpgradeFromThePreviousSchemaKeepsItsRows) {
+  const int latest = s().schema_version();
+  store_.reset();
+  db_.cleanup();
+  db_ = GetParam().create_previous();
+  store_ = open_again();
+  EXPECT_EQ(s().schema_version(), latest);
+  EXPECT_EQ(s().config_version(), conf::kPreviousConfigVersion);
+
+  auto stamped = [](auto o) {
+    o.created_at = conf::kPreviousCreated;
+    o.updated_at = conf::kPreviousUpdated;
+    return o;
+  };
+  auto c = s().find_connection("old-conn");
+  auto m = s().find_model("old-model");
+  auto k = s().find_vkey("old-key");
+  ASSERT_TRUE(c && m && k);
+  Connection want_c = stamped(Connection{});
+  want_c.id = c->id;
+  want_c.name = "old-conn";
+  want_c.endpoint = "https://old.example.com/v1";
+  want_c.timeout_ms = 30'000;
+  EXPECT_EQ(s().list_connections(), std::vector<Connection>{want_c});
+  ProviderModel want_m = stamped(ProviderModel{});
+  want_m.id = m->id;
+  want_m.name = "old-model";
+  want_m.remote = "gpt-old";
+  want_m.conn_id = c->id;
+  want_m.input_price = 2.5;
+  EXPECT_EQ(s().list_models(), std::vector<ProviderModel>{want_m});
+  VirtualKey want_k = stamped(VirtualKey{});
+  want_k.id = k->id;
+  want_k.name = "old-key";
+  want_k.key_hash = std::string(conf::kPreviousKeyHash);
+  want_k.key_hint = "sk-ol...key";
+  want_k.enabled = false;
+  want_k.expires_at = conf::kPreviousExpiry;  // limits: none, default windows
+  EXPECT_EQ(s().list_vkeys(), std::vector<VirtualKey>{want_k});
+
+  auto assignments = s().list_assignments();
+  ASSERT_EQ(assignments.size(), 2u);
+  Assignment to_conn = stamped(conn_assignment(
+      k->id, c->id,
+      Limits{.tps = 2.5, .rpm = 120, .token_limit = 50'000, .token_window = TokenWindow::kHour}));
+  to_conn.id = assignments[0].id;
+  Assignment to_model = stamped(model_assignment(k->id, m->id));
+  to_model.id = assignments[1].id;
+  EXPECT_EQ(assignments, (std::vector<Assignment>{to_conn, to_model}));
+
+  auto usage = s().list_usage({});
+  ASSERT_EQ(usage.size(), 1u);
+  EXPECT_EQ(usage[0].request_id, "old-req");
+  EXPECT_EQ(usage[0].vkey_id, k->id);
+  EXPECT_EQ(usage[0].ts, conf::kPreviousUsageTs);
+  EXPECT_EQ(usage[0].completion_tokens, 20);
+  auto admin = s().find_admin_user("old-admin");
+  ASSERT_TRUE(admin.has_value());
+  EXPECT_EQ(admin->role, AdminRole::kViewer);
+  EXPECT_EQ(admin->password_hash, conf::kPreviousAdminHash);
+  EXPECT_TRUE(s().list_plans().empty());
+
+  // The new columns work on the old rows.
+  Plan p = add(plan("upgraded", full_limits()));
+  to_model.plan_id = p.id;
+  to_model.limits = Limits{.budget = 4.5, .max_parallel = 3};
+  s().update_assignment(to_model);
+  want_k.limits = KeyLimits{.budget = 20};
+  s().update_vkey(want_k);
+  store_.reset();
+  store_ = open_again();  // reopening migrates nothing more
+  EXPECT_EQ(s().schema_version(), latest);
+  auto got = s().get_assignment(to_model.id);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->plan_id, p.id);
+  EXPECT_EQ(got->limits, to_model.limits);
+  EXPECT_EQ(s().get_vkey(k->id).value().limits, want_k.limits);
+  EXPECT_EQ(s().get_plan(p.id), p);
+  EXPECT_TRUE(s().delete_plan(p.id));
+  EXPECT_EQ(s().get_assignment(to_model.id).value().plan_id, std::nullopt);
 }
 
 // ===========================================================================
@@ -1148,6 +1333,36 @@ TEST_P(StoreConformance, VkeyDeleteReturnsTrueThenFalseAndCascadesToAssignments)
   EXPECT_EQ(s().list_models(), std::vector<ProviderModel>{m});
 }
 
+TEST_P(StoreConformance, VkeyLimitsRoundTripSetAndUnset) {
+  std::vector<VirtualKey> added;
+  int i = 0;
+  for (const KeyLimits& l : key_limit_cases()) {
+    VirtualKey k = vkey("k" + std::to_string(i++));
+    k.limits = l;
+    added.push_back(add(k));
+  }
+  for (const VirtualKey& k : added) {
+    SCOPED_TRACE(::testing::PrintToString(k.limits));
+    EXPECT_EQ(s().get_vkey(k.id), k);
+    EXPECT_EQ(s().find_vkey_by_hash(k.key_hash), k);
+  }
+  EXPECT_EQ(s().list_vkeys(), added);
+}
+
+TEST_P(StoreConformance, VkeyUpdateSetsAndClearsLimits) {
+  VirtualKey k = add(vkey("k"));
+  const TimeMs since = wall_now();
+  k.limits = KeyLimits{.token_limit = 1'000'000,
+                       .token_window = TokenWindow::kMonth,
+                       .budget = 250.5,
+                       .budget_window = TokenWindow::kTotal};
+  s().update_vkey(k);
+  EXPECT_TRUE(Updated(s().get_vkey(k.id), k, since));
+  k.limits = KeyLimits{};
+  s().update_vkey(k);
+  EXPECT_TRUE(Updated(s().get_vkey(k.id), k, since));
+}
+
 // ===========================================================================
 // Assignments
 
@@ -1285,6 +1500,238 @@ TEST_P(StoreConformance, AssignmentDeleteReturnsTrueThenFalse) {
   EXPECT_EQ(s().list_connections(), std::vector<Connection>{c});
 }
 
+TEST_P(StoreConformance, AssignmentEveryLimitRoundTripsSetAndUnset) {
+  Connection c = add(connection("c"));
+  ProviderModel m = add(model("m", c.id));
+  VirtualKey k = add(vkey("k"));
+  std::vector<Assignment> added;
+  bool by_model = false;
+  for (const Limits& l : limit_cases()) {
+    added.push_back(
+        add(by_model ? model_assignment(k.id, m.id, l) : conn_assignment(k.id, c.id, l)));
+    by_model = !by_model;
+  }
+  for (const Assignment& a : added) {
+    SCOPED_TRACE(::testing::PrintToString(a.limits));
+    EXPECT_EQ(s().get_assignment(a.id), a);
+  }
+  EXPECT_EQ(s().list_assignments(), added);
+}
+
+TEST_P(StoreConformance, AssignmentUpdateSetsAndClearsEveryLimit) {
+  Connection c = add(connection("c"));
+  VirtualKey k = add(vkey("k"));
+  Assignment a = add(conn_assignment(k.id, c.id));
+  const TimeMs since = wall_now();
+  for (const Limits& l : limit_cases()) {
+    SCOPED_TRACE(::testing::PrintToString(l));
+    a.limits = l;
+    s().update_assignment(a);
+    EXPECT_TRUE(Updated(s().get_assignment(a.id), a, since));
+  }
+}
+
+TEST_P(StoreConformance, AssignmentPlanIdRoundTrips) {
+  Connection c = add(connection("c"));
+  ProviderModel m = add(model("m", c.id));
+  VirtualKey k = add(vkey("k"));
+  Plan gold = add(plan("gold", full_limits()));
+  Plan free = add(plan("free", Limits{.rpm = 3}));
+
+  Assignment on_plan = conn_assignment(k.id, c.id, Limits{.rpm = 100});  // overrides the plan's
+  on_plan.plan_id = gold.id;
+  on_plan = add(on_plan);
+  Assignment no_plan = add(model_assignment(k.id, m.id));
+  EXPECT_EQ(s().get_assignment(on_plan.id), on_plan);
+  EXPECT_EQ(s().get_assignment(no_plan.id), no_plan);
+  EXPECT_EQ(s().list_assignments(k.id), (std::vector<Assignment>{on_plan, no_plan}));
+
+  const TimeMs since = wall_now();
+  on_plan.plan_id = free.id;  // another plan
+  s().update_assignment(on_plan);
+  EXPECT_TRUE(Updated(s().get_assignment(on_plan.id), on_plan, since));
+  on_plan.plan_id = std::nullopt;  // none
+  s().update_assignment(on_plan);
+  EXPECT_TRUE(Updated(s().get_assignment(on_plan.id), on_plan, since));
+  no_plan.plan_id = gold.id;  // one where there was none
+  s().update_assignment(no_plan);
+  EXPECT_TRUE(Updated(s().get_assignment(no_plan.id), no_plan, since));
+}
+
+// A parent that does not exist is refused alike, whether the database's
+// foreign keys or the store check it: kInvalid, and nothing is written.
+TEST_P(StoreConformance, AssignmentNamingAMissingParentIsInvalid) {
+  Connection c = add(connection("c"));
+  VirtualKey k = add(vkey("k"));
+  Plan p = add(plan("p"));
+  Assignment a = conn_assignment(k.id, c.id);
+  a.plan_id = p.id;
+  a = add(a);
+  const std::int64_t version = s().config_version();
+  const Id missing = 1'000'000;  // no object of any kind
+
+  Assignment bad_plan = conn_assignment(k.id, c.id);
+  bad_plan.plan_id = missing;
+  EXPECT_TRUE(Throws(ErrorKind::kInvalid, [&] { s().insert_assignment(bad_plan); }));
+  EXPECT_TRUE(
+      Throws(ErrorKind::kInvalid, [&] { s().insert_assignment(conn_assignment(k.id, missing)); }));
+  EXPECT_TRUE(
+      Throws(ErrorKind::kInvalid, [&] { s().insert_assignment(model_assignment(k.id, missing)); }));
+  EXPECT_TRUE(
+      Throws(ErrorKind::kInvalid, [&] { s().insert_assignment(conn_assignment(missing, c.id)); }));
+
+  Assignment u = a;
+  u.plan_id = missing;
+  EXPECT_TRUE(Throws(ErrorKind::kInvalid, [&] { s().update_assignment(u); }));
+  u = a;
+  u.conn_id = std::nullopt;
+  u.model_id = missing;
+  EXPECT_TRUE(Throws(ErrorKind::kInvalid, [&] { s().update_assignment(u); }));
+
+  EXPECT_EQ(s().list_assignments(), std::vector<Assignment>{a});
+  EXPECT_EQ(s().config_version(), version) << "a refused write is no change";
+}
+
+// ===========================================================================
+// Plans
+
+TEST_P(StoreConformance, PlanRoundTripsEveryField) {
+  Plan full = plan("premium", full_limits());
+  full.created_at = kCreated + 31;
+  full.updated_at = kUpdated + 37;
+  full = add(full);
+  Plan empty = add(plan("free"));  // no limits at all
+
+  EXPECT_GT(full.id, 0);
+  EXPECT_NE(full.id, empty.id);
+  EXPECT_EQ(s().get_plan(full.id), full);
+  EXPECT_EQ(s().find_plan("premium"), full);
+  EXPECT_EQ(s().get_plan(empty.id), empty);
+  EXPECT_EQ(s().find_plan("free"), empty);
+  EXPECT_EQ(s().find_plan("Premium"), std::nullopt);
+  EXPECT_EQ(s().list_plans(), (std::vector<Plan>{full, empty}));
+}
+
+TEST_P(StoreConformance, PlanEveryLimitRoundTripsSetAndUnset) {
+  std::vector<Plan> added;
+  int i = 0;
+  for (const Limits& l : limit_cases()) added.push_back(add(plan("p" + std::to_string(i++), l)));
+  for (const Plan& p : added) {
+    SCOPED_TRACE(::testing::PrintToString(p.limits));
+    EXPECT_EQ(s().get_plan(p.id), p);
+  }
+  EXPECT_EQ(s().list_plans(), added);
+}
+
+TEST_P(StoreConformance, PlanDuplicateNameIsConflict) {
+  Plan p = add(plan("standard", Limits{.rpm = 60}));
+  EXPECT_TRUE(Throws(ErrorKind::kConflict, [&] { s().insert_plan(plan("standard")); }));
+  EXPECT_EQ(s().list_plans(), std::vector<Plan>{p});
+}
+
+TEST_P(StoreConformance, PlanUpdateChangesEveryField) {
+  Plan p = add(plan("old", Limits{.rpm = 60}));
+  Plan other = add(plan("other"));
+  const TimeMs since = wall_now();
+  Plan u = p;
+  u.name = "new";
+  u.limits = full_limits();
+  u.updated_at = kUpdated + 5;
+  s().update_plan(u);
+  EXPECT_TRUE(Updated(s().get_plan(p.id), u, since));
+  EXPECT_TRUE(Updated(s().find_plan("new"), u, since));
+  EXPECT_EQ(s().find_plan("old"), std::nullopt);
+  EXPECT_EQ(s().get_plan(other.id), other);
+
+  u.limits = Limits{};  // every limit removed again
+  s().update_plan(u);
+  EXPECT_TRUE(Updated(s().get_plan(p.id), u, since));
+}
+
+TEST_P(StoreConformance, PlanUpdateToTakenNameIsConflict) {
+  Plan a = add(plan("a"));
+  Plan b = add(plan("b"));
+  Plan renamed = b;
+  renamed.name = "a";
+  EXPECT_TRUE(Throws(ErrorKind::kConflict, [&] { s().update_plan(renamed); }));
+  EXPECT_EQ(s().list_plans(), (std::vector<Plan>{a, b}));
+}
+
+TEST_P(StoreConformance, PlanUpdateOfMissingIdIsNotFound) {
+  Plan p = add(plan("present"));
+  Plan ghost = plan("ghost");
+  ghost.id = p.id + 1000;
+  EXPECT_TRUE(Throws(ErrorKind::kNotFound, [&] { s().update_plan(ghost); }));
+  EXPECT_EQ(s().list_plans(), std::vector<Plan>{p});
+}
+
+TEST_P(StoreConformance, PlanListIsOrderedById) {
+  std::vector<Plan> added = {add(plan("zulu")), add(plan("alpha")), add(plan("lima"))};
+  EXPECT_EQ(s().list_plans(), sorted_by_id(added));
+}
+
+TEST_P(StoreConformance, PlanDeleteReturnsTrueThenFalseAndDetachesItsAssignments) {
+  Connection c = add(connection("c"));
+  ProviderModel m = add(model("m", c.id));
+  VirtualKey k = add(vkey("k"));
+  Plan gone = add(plan("gone", full_limits()));
+  Plan kept = add(plan("kept", Limits{.rpm = 5}));
+  auto on = [&](Assignment a, const Plan& p) {
+    a.plan_id = p.id;
+    return add(a);
+  };
+  Assignment g1 = on(conn_assignment(k.id, c.id, Limits{.rpm = 7, .budget = 1.5}), gone);
+  Assignment g2 = on(model_assignment(k.id, m.id), gone);
+  Assignment k1 = on(conn_assignment(k.id, c.id), kept);
+  Assignment none = add(model_assignment(k.id, m.id, Limits{.rph = 9}));
+
+  EXPECT_TRUE(s().delete_plan(gone.id));
+  EXPECT_FALSE(s().delete_plan(gone.id));
+  EXPECT_EQ(s().get_plan(gone.id), std::nullopt);
+  EXPECT_EQ(s().find_plan("gone"), std::nullopt);
+  EXPECT_EQ(s().list_plans(), std::vector<Plan>{kept});
+
+  // Detached, everything else (their own limits) as it was. Whether the
+  // detach stamps updated_at the contract leaves open.
+  for (Assignment want : {g1, g2}) {
+    want.plan_id = std::nullopt;
+    auto got = s().get_assignment(want.id);
+    ASSERT_TRUE(got.has_value());
+    got->updated_at = want.updated_at;
+    EXPECT_EQ(got, want);
+  }
+  EXPECT_EQ(s().get_assignment(k1.id), k1);
+  EXPECT_EQ(s().get_assignment(none.id), none);
+  EXPECT_EQ(s().list_assignments().size(), 4u);
+  EXPECT_EQ(s().list_vkeys(), std::vector<VirtualKey>{k});
+}
+
+TEST_P(StoreConformance, PlanDeleteRollsBackWithTheTransaction) {
+  Connection c = add(connection("c"));
+  VirtualKey k = add(vkey("k"));
+  Plan p = add(plan("p", Limits{.rpd = 1000}));
+  Assignment a = conn_assignment(k.id, c.id);
+  a.plan_id = p.id;
+  a = add(a);
+  const State before = state();
+  EXPECT_THROW(s().transaction([&] {
+    ASSERT_TRUE(s().delete_plan(p.id));
+    add(plan("added-then-rolled-back"));
+    throw TestAbort();
+  }),
+               TestAbort);
+  ExpectSameState(state(), before);
+  EXPECT_EQ(s().get_assignment(a.id), a) << "the detach is taken back with the delete";
+}
+
+TEST_P(StoreConformance, PlansAreSeenByAnotherStoreAndSurviveReopen) {
+  Plan p = add(plan("shared", full_limits()));
+  EXPECT_EQ(open_again()->get_plan(p.id), p);
+  store_.reset();
+  store_ = open_again();
+  EXPECT_EQ(s().list_plans(), std::vector<Plan>{p});
+}
+
 // ===========================================================================
 // Properties shared by every kind of object
 
@@ -1302,6 +1749,9 @@ TEST_P(StoreConformance, InsertSetsTimestampsWhenZero) {
   Assignment a = conn_assignment(k.id, c.id);
   a.created_at = a.updated_at = 0;
   a.id = s().insert_assignment(a);
+  Plan p = plan("p");
+  p.created_at = p.updated_at = 0;
+  p.id = s().insert_plan(p);
   const TimeMs after = wall_now();
 
   auto check = [&](const char* what, TimeMs created, TimeMs updated) {
@@ -1315,11 +1765,13 @@ TEST_P(StoreConformance, InsertSetsTimestampsWhenZero) {
   auto gm = s().get_model(m.id);
   auto gk = s().get_vkey(k.id);
   auto ga = s().get_assignment(a.id);
-  ASSERT_TRUE(gc && gm && gk && ga);
+  auto gp = s().get_plan(p.id);
+  ASSERT_TRUE(gc && gm && gk && ga && gp);
   check("connection", gc->created_at, gc->updated_at);
   check("model", gm->created_at, gm->updated_at);
   check("vkey", gk->created_at, gk->updated_at);
   check("assignment", ga->created_at, ga->updated_at);
+  check("plan", gp->created_at, gp->updated_at);
 }
 
 TEST_P(StoreConformance, InsertIgnoresIdField) {
@@ -1343,10 +1795,15 @@ TEST_P(StoreConformance, InsertIgnoresIdField) {
   Id ia1 = s().insert_assignment(a1), ia2 = s().insert_assignment(a2);
   EXPECT_NE(ia1, ia2);
 
+  Plan p1 = plan("p1"), p2 = plan("p2");
+  p1.id = p2.id = 4242;
+  EXPECT_NE(s().insert_plan(p1), s().insert_plan(p2));
+
   EXPECT_EQ(s().list_connections().size(), 2u);
   EXPECT_EQ(s().list_models().size(), 2u);
   EXPECT_EQ(s().list_vkeys().size(), 2u);
   EXPECT_EQ(s().list_assignments().size(), 2u);
+  EXPECT_EQ(s().list_plans().size(), 2u);
 }
 
 // ===========================================================================
@@ -1439,10 +1896,12 @@ TEST_P(StoreConformance, LoadConfigReturnsEverythingAtTheCurrentVersion) {
   EXPECT_EQ(sorted_by_id(cfg.models), s().list_models());
   EXPECT_EQ(sorted_by_id(cfg.vkeys), s().list_vkeys());
   EXPECT_EQ(sorted_by_id(cfg.assignments), s().list_assignments());
+  EXPECT_EQ(sorted_by_id(cfg.plans), s().list_plans());
   EXPECT_EQ(cfg.connections.size(), 2u);
   EXPECT_EQ(cfg.models.size(), 2u);
   EXPECT_EQ(cfg.vkeys.size(), 2u);
   EXPECT_EQ(cfg.assignments.size(), 3u);
+  EXPECT_EQ(cfg.plans.size(), 1u);
 
   s().delete_vkey(k.id);
   ConfigData after = s().load_config();
@@ -1450,6 +1909,61 @@ TEST_P(StoreConformance, LoadConfigReturnsEverythingAtTheCurrentVersion) {
   EXPECT_EQ(after.version, s().config_version());
   EXPECT_EQ(after.vkeys.size(), 1u);
   EXPECT_EQ(after.assignments.size(), 2u);
+}
+
+TEST_P(StoreConformance, ConfigVersionIncreasesWithEveryPlanWrite) {
+  Connection c = add(connection("c"));
+  VirtualKey k = add(vkey("k"));
+  Plan p, detaching;
+  expect_bump("insert_plan", [&] { p = add(plan("p")); });
+  expect_bump("update_plan", [&] {
+    p.limits.max_parallel = 4;
+    s().update_plan(p);
+  });
+  expect_bump("delete_plan", [&] { ASSERT_TRUE(s().delete_plan(p.id)); });
+  detaching = add(plan("detaching"));
+  Assignment a = conn_assignment(k.id, c.id);
+  a.plan_id = detaching.id;
+  add(a);
+  expect_bump("delete_plan detaching an assignment",
+              [&] { ASSERT_TRUE(s().delete_plan(detaching.id)); });
+
+  const std::int64_t v = s().config_version();
+  EXPECT_TRUE(Throws(ErrorKind::kConflict, [&] {
+    add(plan("taken"));
+    add(plan("taken"));
+  }));
+  EXPECT_GT(s().config_version(), v) << "the first insert is a change";
+  const std::int64_t after_conflict = s().config_version();
+  s().list_plans();
+  s().find_plan("taken");
+  EXPECT_EQ(s().config_version(), after_conflict) << "reads are not changes";
+}
+
+TEST_P(StoreConformance, LoadConfigReturnsPlansAndTheirAssignments) {
+  Connection c = add(connection("c"));
+  VirtualKey k = vkey("k");
+  k.limits = KeyLimits{.token_limit = 10'000, .budget = 5, .budget_window = TokenWindow::kDay};
+  k = add(k);
+  Plan gold = add(plan("gold", full_limits()));
+  Plan free = add(plan("free", Limits{.rpm = 3, .reserve_tokens = 64}));
+  Assignment a = conn_assignment(k.id, c.id, Limits{.max_parallel = 2});
+  a.plan_id = free.id;
+  a = add(a);
+
+  ConfigData cfg = s().load_config();
+  EXPECT_EQ(cfg.version, s().config_version());
+  EXPECT_EQ(sorted_by_id(cfg.plans), (std::vector<Plan>{gold, free}));
+  EXPECT_EQ(cfg.assignments, std::vector<Assignment>{a});
+  EXPECT_EQ(cfg.vkeys, std::vector<VirtualKey>{k});
+
+  ASSERT_TRUE(s().delete_plan(free.id));
+  ConfigData after = s().load_config();
+  EXPECT_GT(after.version, cfg.version);
+  EXPECT_EQ(after.plans, std::vector<Plan>{gold});
+  ASSERT_EQ(after.assignments.size(), 1u);
+  EXPECT_EQ(after.assignments[0].plan_id, std::nullopt);
+  EXPECT_EQ(after.assignments[0].limits, a.limits);
 }
 
 // ===========================================================================
@@ -1490,6 +2004,8 @@ TEST_P(StoreConformance, TransactionRollsBackEveryWriteWhenFnThrows) {
     changed.api_key = "sk-changed";
     s().update_connection(changed);
     ASSERT_TRUE(s().delete_vkey(doomed.id));
+    add(plan("tx-plan"));
+    ASSERT_TRUE(s().delete_plan(s().find_plan("pop-plan").value().id));  // detaches
     UsageRecord r = usage(utc(2026, 4, 1), "tx-usage");
     s().insert_usage(std::span<const UsageRecord>(&r, 1));
     throw TestAbort();
