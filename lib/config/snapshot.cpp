@@ -3,6 +3,15 @@
 namespace llmproxy::config {
 
 Snapshot::Snapshot(ConfigData data) : data_(std::move(data)) {
+  // The data plane sees the limits that apply: the plan's under the
+  // assignment's own.
+  std::unordered_map<Id, const Plan*> plans_by_id;
+  for (const Plan& p : data_.plans) plans_by_id.emplace(p.id, &p);
+  for (Assignment& a : data_.assignments) {
+    if (!a.plan_id) continue;
+    auto plan = plans_by_id.find(*a.plan_id);
+    if (plan != plans_by_id.end()) a.limits = effective_limits(a.limits, &plan->second->limits);
+  }
   std::unordered_map<Id, const Connection*> connections_by_id;
   for (const Connection& c : data_.connections) {
     connections_by_name_.emplace(c.name, &c);

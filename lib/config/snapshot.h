@@ -32,6 +32,8 @@ class Snapshot {
   Snapshot& operator=(const Snapshot&) = delete;
 
   std::int64_t version() const { return data_.version; }
+  // The configuration, with each assignment's limits the effective ones
+  // (its plan's where it sets none).
   const ConfigData& data() const { return data_; }
 
   const KeyEntry* key_by_hash(std::string_view hash) const;

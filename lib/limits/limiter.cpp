@@ -1,27 +1,16 @@
 #include "lib/limits/limiter.h"
 
+#include <iostream>
+
+#include "lib/domain/time.h"
+#include "lib/limits/shared_ledger.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 
 namespace llmproxy::limits {
-namespace {
-
-// Refills a bucket of `capacity` at `per_second` and reports its level.
-double refill(double& level, TimeMs& last, double capacity, double per_second, TimeMs now) {
-  if (level < 0) {
-    level = capacity;
-  } else if (now > last) {
-    level = std::min(capacity, level + per_second * static_cast<double>(now - last) / 1000.0);
-  }
-  level = std::min(level, capacity);  // the limit may have been lowered
-  last = now;
-  return level;
-}
-
-}  // namespace
-
 std::pair<TimeMs, TimeMs> window_bounds(TokenWindow w, TimeMs now) {
   using namespace std::chrono;
   constexpr TimeMs kMinute = 60'000, kHour = 3'600'000, kDay = 86'400'000;
@@ -57,101 +46,186 @@ std::string format_reset(double seconds) {
   return out;
 }
 
-Limiter::State& Limiter::state(Id id) {
-  std::lock_guard lock(mu_);
-  auto& slot = states_[id];
-  if (!slot) slot = std::make_unique<State>();
-  return *slot;
+std::string format_usd(double usd) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.6f", usd);
+  std::string s = buf;
+  while (s.back() == '0') s.pop_back();
+  if (s.back() == '.') s.pop_back();
+  return s;
 }
 
-void Limiter::roll_window(State& s, const Assignment& a, TimeMs now) {
-  auto [start, end] = window_bounds(a.limits.token_window, now);
-  if (s.window != a.limits.token_window || s.window_start != start) {
-    // A new window, or the window kind changed: start counting afresh.
-    s.window = a.limits.token_window;
-    s.window_start = start;
-    s.spent = 0;
+namespace {
+
+std::string amount(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+std::string_view per(Slot s) {
+  switch (s) {
+    case Slot::kTps: return "second";
+    case Slot::kRpm: return "minute";
+    case Slot::kRph: return "hour";
+    default: return "day";
   }
 }
 
-Decision Limiter::admit(const Assignment& a, TimeMs now) {
-  const Limits& l = a.limits;
-  Decision d;
-  if (!l.tps && !l.rpm && !l.token_limit) return d;
-  State& s = state(a.id);
-  std::lock_guard lock(s.mu);
+std::string refusal_message(const Check& c, TokenWindow window) {
+  std::string whose = c.scope == Scope::kKey ? " for this key across its models" : " for this key";
+  switch (c.slot) {
+    case Slot::kTokens:
+      return "token limit of " + amount(c.limit) + " per " + std::string(to_string(window)) +
+             " reached" + whose;
+    case Slot::kBudget:
+      return "budget of $" + amount(c.limit / kNanoPerUsd) + " per " +
+             std::string(to_string(window)) + " reached" + whose;
+    case Slot::kParallel:
+      return "the limit of " + amount(c.limit) + " requests in flight at once reached" + whose;
+    default:
+      return "rate limit of " + amount(c.limit) + " requests per " + std::string(per(c.slot)) +
+             " reached" + whose;
+  }
+}
 
-  if (l.token_limit) {
-    roll_window(s, a, now);
-    auto [start, end] = window_bounds(l.token_window, now);
-    d.limit_tokens = *l.token_limit;
-    d.remaining_tokens = std::max<std::int64_t>(0, *l.token_limit - s.spent);
-    bool total = l.token_window == TokenWindow::kTotal;
-    d.reset_tokens_s = total ? 0 : static_cast<double>(end - now) / 1000.0;
-    if (s.spent >= *l.token_limit) {
-      d.refusal = Refusal::kTokens;
-      if (!total) d.retry_after_s = d.reset_tokens_s;
-      d.message = "token limit of " + std::to_string(*l.token_limit) + " per " +
-                  std::string(to_string(l.token_window)) + " reached for this key";
-      return d;
+// The window kind a check's bounds came from (for messages).
+TokenWindow window_of(const Check& c) {
+  constexpr TimeMs kMinute = 60'000, kHour = 3'600'000, kDay = 86'400'000;
+  TimeMs span = c.window_end - c.window_start;
+  if (c.window_end == std::numeric_limits<TimeMs>::max()) return TokenWindow::kTotal;
+  if (span == kMinute) return TokenWindow::kMinute;
+  if (span == kHour) return TokenWindow::kHour;
+  if (span == kDay) return TokenWindow::kDay;
+  return TokenWindow::kMonth;
+}
+
+// Which request limit the headers report: per minute as OpenAI does, else
+// the tightest other.
+int request_rank(Slot s) {
+  switch (s) {
+    case Slot::kRpm: return 0;
+    case Slot::kTps: return 1;
+    case Slot::kRph: return 2;
+    case Slot::kRpd: return 3;
+    default: return -1;
+  }
+}
+
+}  // namespace
+
+Decision describe(const Claim& claim, const Admission& admission) {
+  Decision d;
+  d.refusal = admission.refusal;
+  d.retry_after_s = admission.retry_after_s;
+  int best_rank = 99;
+  auto floor_of = [](double v) { return static_cast<std::int64_t>(std::floor(std::max(0.0, v))); };
+  for (const Check& c : claim) {
+    int rank = request_rank(c.slot);
+    if (rank >= 0 && rank < best_rank) {
+      best_rank = rank;
+      d.limit_requests = static_cast<std::int64_t>(std::ceil(c.limit));
+      d.remaining_requests = floor_of(c.remaining);
+      d.reset_requests_s = c.reset_s;
+    } else if (c.slot == Slot::kTokens &&
+               (!d.remaining_tokens || floor_of(c.remaining) < *d.remaining_tokens)) {
+      d.limit_tokens = static_cast<std::int64_t>(c.limit);
+      d.remaining_tokens = floor_of(c.remaining);
+      d.reset_tokens_s = c.reset_s;
+    } else if (c.slot == Slot::kBudget &&
+               (!d.remaining_budget || c.remaining / kNanoPerUsd < *d.remaining_budget)) {
+      d.limit_budget = c.limit / kNanoPerUsd;
+      d.remaining_budget = std::max(0.0, c.remaining) / kNanoPerUsd;
+      d.reset_budget_s = c.reset_s;
     }
   }
-
-  double tps_level = 0, rpm_level = 0;
-  double tps_cap = l.tps ? std::max(1.0, *l.tps) : 0;
-  double rpm_cap = l.rpm ? static_cast<double>(*l.rpm) : 0;
-  if (l.tps) tps_level = refill(s.tps.level, s.tps.last, tps_cap, *l.tps, now);
-  if (l.rpm) rpm_level = refill(s.rpm.level, s.rpm.last, rpm_cap, rpm_cap / 60.0, now);
-
-  // Report the per-minute budget when there is one, as OpenAI does.
-  bool report_rpm = l.rpm.has_value();
-  double level = report_rpm ? rpm_level : tps_level;
-  double rate = report_rpm ? rpm_cap / 60.0 : (l.tps ? *l.tps : 0);
-  if (l.tps || l.rpm) {
-    d.limit_requests = static_cast<std::int64_t>(std::ceil(report_rpm ? rpm_cap : tps_cap));
-  }
-
-  auto wait_for = [](double lvl, double per_second) {
-    return per_second > 0 ? (1.0 - lvl) / per_second : 0.0;
-  };
-  bool tps_ok = !l.tps || tps_level >= 1.0;
-  bool rpm_ok = !l.rpm || rpm_level >= 1.0;
-  if (!tps_ok || !rpm_ok) {
-    double wait = std::max(tps_ok ? 0.0 : wait_for(tps_level, *l.tps),
-                           rpm_ok ? 0.0 : wait_for(rpm_level, rpm_cap / 60.0));
-    d.refusal = Refusal::kRate;
-    d.retry_after_s = wait;
-    d.remaining_requests = static_cast<std::int64_t>(std::floor(std::max(0.0, level)));
-    d.reset_requests_s = wait;
-    d.message = !tps_ok ? "rate limit of " + std::to_string(*l.tps).substr(0, 6) +
-                              " requests per second reached for this key"
-                        : "rate limit of " + std::to_string(*l.rpm) +
-                              " requests per minute reached for this key";
-    return d;
-  }
-  if (l.tps) s.tps.level -= 1.0;
-  if (l.rpm) s.rpm.level -= 1.0;
-  if (l.tps || l.rpm) {
-    double after = level - 1.0;
-    d.remaining_requests = static_cast<std::int64_t>(std::floor(std::max(0.0, after)));
-    d.reset_requests_s = rate > 0 ? ((report_rpm ? rpm_cap : tps_cap) - after) / rate : 0;
+  if (admission.refusal == Refusal::kUnavailable) {
+    d.message = "limits cannot be checked: the shared limit store is unavailable";
+  } else if (admission.failed >= 0) {
+    const Check& c = claim.checks[admission.failed];
+    d.message = refusal_message(c, window_of(c));
+    if (kind_of(c.slot) == Kind::kBucket && d.limit_requests && request_rank(c.slot) != best_rank) {
+      // Report the refusing bucket's figures, not the per-minute one's.
+      d.limit_requests = static_cast<std::int64_t>(std::ceil(c.limit));
+      d.remaining_requests = floor_of(c.remaining);
+      d.reset_requests_s = c.reset_s;
+    }
   }
   return d;
 }
 
-void Limiter::charge(const Assignment& a, std::int64_t tokens, TimeMs now) {
-  if (!a.limits.token_limit || tokens <= 0) return;
-  State& s = state(a.id);
-  std::lock_guard lock(s.mu);
-  roll_window(s, a, now);
-  s.spent += tokens;
+Limiter::Limiter(LimiterOptions options) : options_(std::move(options)) {}
+Limiter::~Limiter() = default;
+
+void Limiter::report_shared(bool up, std::string_view why) {
+  int before = up ? gates_down_.fetch_sub(1) : gates_down_.fetch_add(1);
+  bool changed = up ? before == 1 : before == 0;
+  if (!changed) return;
+  if (up) {
+    std::cerr << "llm-proxy: shared limits: Redis is back; limits are shared again" << std::endl;
+  } else {
+    std::cerr << "llm-proxy: shared limits: Redis unavailable (" << why << "); "
+              << (options_.redis_fail_open ? "enforcing limits per instance until it is back"
+                                           : "refusing requests that need a limit check")
+              << std::endl;
+  }
 }
 
-void Limiter::seed(const Assignment& a, std::int64_t spent, TimeMs now) {
-  State& s = state(a.id);
-  std::lock_guard lock(s.mu);
-  roll_window(s, a, now);
-  s.spent = spent;
+void Limiter::prepare(Claim& claim, const Assignment* assignment, const VirtualKey* key,
+                      const ProviderModel* model, std::string_view body, bool embeddings) const {
+  bool key_limited = key && (key->limits.token_limit || key->limits.budget);
+  if (!key_limited && (!assignment || assignment->limits == Limits{})) {
+    claim = Claim{};
+    return;
+  }
+  std::int64_t reserve = options_.default_completion_reserve;
+  if (assignment && assignment->limits.reserve_tokens) reserve = *assignment->limits.reserve_tokens;
+  ClaimInput in;
+  in.assignment = assignment;
+  in.key = key_limited ? key : nullptr;
+  in.model = model;
+  in.now = now_ms();
+  // The estimate is only worth its scan when a window counts tokens or dollars.
+  bool needs_estimate = key_limited;
+  if (assignment) {
+    needs_estimate |= assignment->limits.token_limit.has_value() ||
+                      assignment->limits.budget.has_value();
+  }
+  if (needs_estimate) in.estimate = estimate_request(body, reserve, embeddings);
+  build_claim(in, claim);
+}
+
+Gate::Gate(Limiter& limiter, boost::asio::io_context& ioc) : limiter_(limiter) {
+  if (limiter.uses_redis()) shared_ = std::make_unique<SharedLedger>(limiter, ioc);
+}
+
+Gate::~Gate() = default;
+
+void Gate::close() {
+  if (shared_) shared_->close();
+}
+
+boost::asio::awaitable<Admission> Gate::admit(Claim& claim) {
+  if (shared_) {
+    std::optional<Admission> answer = co_await shared_->admit(claim);
+    if (answer) co_return *answer;
+    if (!limiter_.options().redis_fail_open) {
+      Admission refused;
+      refused.refusal = Refusal::kUnavailable;
+      co_return refused;
+    }
+  }
+  co_return limiter_.local().admit(claim, now_ms());
+}
+
+void Gate::settle(Claim& claim, const Actual& actual) {
+  if (!claim.admitted) return;
+  claim.admitted = false;
+  if (claim.shared) {
+    shared_->settle(claim, actual);
+  } else {
+    limiter_.local().settle(claim, actual);
+  }
 }
 
 }  // namespace llmproxy::limits

@@ -188,6 +188,12 @@ std::string Metrics::render(const Gauges& g) const {
   sample(out, "llm_proxy_storage_up", "", g.storage_up ? "1" : "0");
   header(out, "llm_proxy_config_version", "gauge", "Version of the configuration being served.");
   sample(out, "llm_proxy_config_version", "", std::to_string(g.config_version));
+  if (g.limits_shared) {
+    header(out, "llm_proxy_limits_shared", "gauge",
+           "1 while limit state is shared through Redis; 0 while limits are per instance "
+           "(Redis unreachable).");
+    sample(out, "llm_proxy_limits_shared", "", *g.limits_shared ? "1" : "0");
+  }
   return out;
 }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <tuple>
 
@@ -41,6 +42,7 @@ struct Gauges {
   std::uint64_t usage_dropped = 0;
   bool storage_up = true;
   std::int64_t config_version = 0;
+  std::optional<bool> limits_shared;  // unset without --redis
 };
 
 // The last upstream answer seen per connection (for /health/ready).

@@ -72,10 +72,11 @@ void Call::finish(int status, const providers::Usage& usage) {
   r.prompt_tokens = usage.prompt_tokens;
   r.completion_tokens = usage.completion_tokens;
   r.cost = usage::cost_of(route.model, usage.prompt_tokens, usage.completion_tokens);
-  if (route.assignment) {
-    r.assignment_id = route.assignment->id;
-    ctx().limiter.charge(*route.assignment, usage.prompt_tokens + usage.completion_tokens,
-                         now_ms());
+  if (route.assignment) r.assignment_id = route.assignment->id;
+  if (claim.admitted) {
+    client.gate.settle(claim, {usage.prompt_tokens + usage.completion_tokens,
+                               limits::nano_usd(route.model, usage.prompt_tokens,
+                                                usage.completion_tokens)});
   }
   outcome.store = who.key || who.master;
   if (status == 499 && outcome.error.empty()) outcome.error = "client_closed";

@@ -41,7 +41,8 @@ struct Call {
   auth::Principal who;
   std::string model;  // as the client asked for it
   routing::Route route;
-  limits::Decision limits;
+  limits::Claim claim;       // what admission took; settled by finish()
+  limits::Decision limits;  // the refusal, and the x-ratelimit-* headers
   bool translated = false;      // replies translated back into the client's API
   std::string translated_body;  // the request as the adapter takes it, if translated
   std::optional<double> ttft_ms;
@@ -55,7 +56,8 @@ struct Call {
   bool identify(auth::AuthStatus& status);
 
   // Records the request: the usage record (stored when a key was proven),
-  // the token window charged, metrics and the access log. Once per Call.
+  // the limits' claims settled with what it used, metrics and the access
+  // log. Once per Call.
   void finish(int status, const providers::Usage& usage = {});
 
   // x-request-id and the rate-limit headers, on every reply.

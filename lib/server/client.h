@@ -32,13 +32,14 @@ struct WatchState {
 };
 
 struct Client {
-  Client(boost::asio::ip::tcp::socket s, Context& c, upstream::Pool& p)
-      : socket(std::move(s)), ctx(c), pool(p), deadline(p.deadlines(), socket) {}
+  Client(boost::asio::ip::tcp::socket s, Context& c, upstream::Pool& p, limits::Gate& g)
+      : socket(std::move(s)), ctx(c), pool(p), gate(g), deadline(p.deadlines(), socket) {}
 
   boost::asio::ip::tcp::socket socket;
   boost::beast::flat_buffer buffer;
   Context& ctx;
-  upstream::Pool& pool;
+  upstream::Pool& pool;  // this worker's upstream connections
+  limits::Gate& gate;    // this worker's admissions
   util::Deadline deadline;  // reading a request, or writing a large reply / a stream
   std::shared_ptr<WatchState> watch = std::make_shared<WatchState>();
 };

@@ -37,6 +37,8 @@ struct ServerOptions {
   std::size_t usage_buffer = 1'000'000;
   // How long a token from POST /admin/api/login stays valid.
   std::chrono::seconds admin_token_ttl{8 * 3600};
+  // Admission: estimates, and shared state in Redis (--redis).
+  limits::LimiterOptions limits;
 };
 
 // Where the admin API runs: its own thread and store handle, because admin
@@ -49,7 +51,11 @@ struct AdminPort {
 struct Context {
   Context(config::SnapshotPtr initial, usage::UsageSink& sink, observe::Metrics& m,
           ServerOptions opts)
-      : options(std::move(opts)), snapshot(std::move(initial)), usage(sink), metrics(m) {}
+      : options(std::move(opts)),
+        snapshot(std::move(initial)),
+        limiter(options.limits),
+        usage(sink),
+        metrics(m) {}
 
   const ServerOptions options;
   config::SnapshotHolder snapshot;

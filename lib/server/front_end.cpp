@@ -144,11 +144,12 @@ net::awaitable<bool> dispatch(Client& c, const Request& req) {
 
 }  // namespace
 
-net::awaitable<void> run_session(net::ip::tcp::socket socket, Context& ctx, upstream::Pool& pool) {
+net::awaitable<void> run_session(net::ip::tcp::socket socket, Context& ctx, upstream::Pool& pool,
+                                 limits::Gate& gate) {
   beast::error_code ec;
   socket.set_option(net::ip::tcp::no_delay(true), ec);
   socket.non_blocking(true, ec);  // for util::send_all
-  Client c(std::move(socket), ctx, pool);
+  Client c(std::move(socket), ctx, pool, gate);
 
   for (;;) {
     Parser parser;

@@ -15,6 +15,6 @@ namespace llmproxy::server {
 // Serves HTTP/1.1 keep-alive requests on `socket` until the client closes,
 // an error occurs, or the server drains.
 boost::asio::awaitable<void> run_session(boost::asio::ip::tcp::socket socket, Context& ctx,
-                                         upstream::Pool& pool);
+                                         upstream::Pool& pool, limits::Gate& gate);
 
 }  // namespace llmproxy::server

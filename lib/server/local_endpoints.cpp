@@ -37,6 +37,7 @@ Response metrics(Context& ctx, bool keep_alive) {
   g.usage_dropped = ctx.usage.dropped();
   g.storage_up = ctx.storage_healthy();
   g.config_version = ctx.snapshot.get()->version();
+  if (ctx.limiter.uses_redis()) g.limits_shared = ctx.limiter.shared();
   Response res{http::status::ok, 11};
   res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
   res.body() = ctx.metrics.render(g);
@@ -49,8 +50,8 @@ Response metrics(Context& ctx, bool keep_alive) {
 // runs), so requests are served: 200, "ready", or "degraded" while storage is
 // unreachable (serving from the last config snapshot, usage kept in memory
 // until it can be written; an outage of the shared database must not take
-// every instance out of rotation). Plus what each connection's upstream last
-// answered.
+// every instance out of rotation; likewise Redis for shared limits). Plus
+// what each connection's upstream last answered.
 Response readiness(Context& ctx, bool keep_alive) {
   bool storage = ctx.storage_healthy();
   auto snap = ctx.snapshot.get();
@@ -72,8 +73,11 @@ Response readiness(Context& ctx, bool keep_alive) {
     conns[c.name] = std::move(j);
   }
   nlohmann::ordered_json body;
-  body["status"] = storage ? "ready" : "degraded";
+  bool limits = !ctx.limiter.uses_redis() || ctx.limiter.shared();
+  body["status"] = storage && limits ? "ready" : "degraded";
   body["storage"] = storage ? "reachable" : "unreachable";
+  // With --redis: whether limits are shared right now, or per instance.
+  if (ctx.limiter.uses_redis()) body["limits"] = limits ? "shared" : "local";
   body["backend"] = ctx.storage_backend;
   body["config_version"] = snap->version();
   body["usage_queue"] = ctx.usage.queued();

@@ -66,13 +66,22 @@ Step route(Call& call) {
               "model_not_allowed", "model"};
 }
 
-Step admit(Call& call) {
-  if (!call.route.assignment) return std::nullopt;  // the master key has no limits
-  call.limits = call.ctx().limiter.admit(*call.route.assignment, now_ms());
-  if (call.limits.allowed()) return std::nullopt;
-  std::string type =
-      call.limits.refusal == limits::Refusal::kTokens ? "tokens_exceeded" : "rate_limit_exceeded";
-  return Stop{http::status::too_many_requests, call.limits.message, type, type, std::nullopt};
+// Claims what the request may use from every limit of its assignment and key
+// (claim.h); refused when any of them has nothing left.
+net::awaitable<Step> admit(Call& call, const providers::InboundRequest& in) {
+  if (!call.route.assignment) co_return std::nullopt;  // the master key has no limits
+  call.ctx().limiter.prepare(call.claim, call.route.assignment, &call.who.key->vkey,
+                             call.route.model, in.body,
+                             in.endpoint == providers::Endpoint::kEmbeddings);
+  if (call.claim.empty()) co_return std::nullopt;
+  limits::Admission admission = co_await call.client.gate.admit(call.claim);
+  call.limits = limits::describe(call.claim, admission);
+  if (call.limits.allowed()) co_return std::nullopt;
+  std::string type(limits::refusal_type(call.limits.refusal));
+  http::status status = call.limits.refusal == limits::Refusal::kUnavailable
+                            ? http::status::service_unavailable
+                            : http::status::too_many_requests;
+  co_return Stop{status, call.limits.message, type, type, std::nullopt};
 }
 
 // The request as the routed connection's adapter takes it: bound by the
@@ -103,7 +112,7 @@ net::awaitable<void> run_pipeline(Call& call) {
   Step stop = authenticate(call);
   if (!stop) stop = parse(call, in);
   if (!stop) stop = route(call);
-  if (!stop) stop = admit(call);
+  if (!stop) stop = co_await admit(call, in);
   if (!stop) stop = translate(call, in, adapter, up);
   if (stop) {
     co_await reply_error(call, stop->status, stop->message, stop->type, stop->code, stop->param);

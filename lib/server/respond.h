@@ -37,6 +37,11 @@ void add_rate_limit_headers(Fields& h, const limits::Decision& d) {
     h.set("x-ratelimit-remaining-tokens", std::to_string(d.remaining_tokens.value_or(0)));
     h.set("x-ratelimit-reset-tokens", limits::format_reset(d.reset_tokens_s));
   }
+  if (d.limit_budget) {
+    h.set("x-ratelimit-limit-budget", limits::format_usd(*d.limit_budget));
+    h.set("x-ratelimit-remaining-budget", limits::format_usd(d.remaining_budget.value_or(0)));
+    h.set("x-ratelimit-reset-budget", limits::format_reset(d.reset_budget_s));
+  }
   if (d.retry_after_s) {
     long secs = static_cast<long>(*d.retry_after_s + 0.999);
     h.set(http::field::retry_after, std::to_string(secs < 1 ? 1 : secs));

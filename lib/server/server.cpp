@@ -18,6 +18,7 @@
 #include "lib/domain/error.h"
 #include "lib/domain/time.h"
 #include "lib/observe/access_log.h"
+#include "lib/limits/seed.h"
 #include "lib/server/front_end.h"
 #include "lib/upstream/client.h"
 
@@ -53,6 +54,7 @@ tcp::endpoint parse_listen(const std::string& listen) {
 struct Worker {
   Worker(Context& ctx, net::ssl::context& tls) : ctx(ctx), pool(ioc, tls, deadlines) {
     deadlines.start(ioc);
+    gate = std::make_unique<limits::Gate>(ctx.limiter, ioc);
   }
   // The sweeper's timer goes before the loop; the Deadlines themselves only
   // after it (the loop's destructor ends sessions that still hold entries).
@@ -80,39 +82,19 @@ struct Worker {
         if (!acceptor.is_open()) co_return;
         continue;  // e.g. EMFILE: keep serving the connections we have
       }
-      net::co_spawn(ioc, run_session(std::move(socket), ctx, pool), net::detached);
+      net::co_spawn(ioc, run_session(std::move(socket), ctx, pool, *gate), net::detached);
     }
   }
 
   Context& ctx;
   util::Deadlines deadlines;
+  // Before the loop: requests the loop's destruction ends still settle.
+  std::unique_ptr<limits::Gate> gate;
   net::io_context ioc{1};
   tcp::acceptor acceptor{ioc};
   upstream::Pool pool;
   std::thread thread;
 };
-
-// Rebuilds the token windows' spent counts from usage records, so a restart
-// does not hand out a fresh budget.
-void seed_token_windows(storage::Store& store, const config::Snapshot& snap,
-                        limits::Limiter& limiter) {
-  TimeMs now = now_ms();
-  std::map<TokenWindow, std::map<std::string, std::int64_t>> spent_by_window;
-  for (const Assignment& a : snap.data().assignments) {
-    if (!a.limits.token_limit) continue;
-    auto& spent = spent_by_window[a.limits.token_window];
-    if (spent.empty()) {
-      storage::UsageQuery q;
-      TimeMs start = limits::window_bounds(a.limits.token_window, now).first;
-      if (a.limits.token_window != TokenWindow::kTotal) q.since = start;
-      for (const auto& g : store.aggregate_usage(q, storage::UsageGroupBy::kAssignment))
-        spent[g.group] = g.prompt_tokens + g.completion_tokens;
-      spent[""] = 0;  // marks the window as loaded
-    }
-    auto it = spent.find(std::to_string(a.id));
-    limiter.seed(a, it == spent.end() ? 0 : it->second, now);
-  }
-}
 
 // Polls the config version and swaps in a new snapshot when it moves.
 class Watcher {
@@ -243,7 +225,7 @@ int serve(const storage::Location& where, const ServerOptions& options) {
                      .token_ttl = options.admin_token_ttl});
   net::thread_pool admin_pool(1);
   ctx.admin = AdminPort{admin_pool.get_executor(), &admin_api};
-  seed_token_windows(*config_store, *snapshot, ctx.limiter);
+  limits::seed_windows(*config_store, *snapshot, ctx.limiter.local(), now_ms());
 
   int threads = options.threads > 0
                     ? options.threads
@@ -289,6 +271,7 @@ int serve(const storage::Location& where, const ServerOptions& options) {
   // Destroying the loops ends the requests cut at the grace period; each
   // still leaves its usage record (status 499) before the sink flushes.
   admin_pool.join();  // an admin call in progress finishes before the loops go
+  for (auto& w : workers) w->gate->close();
   workers.clear();
   watcher.stop();
   sink.stop();

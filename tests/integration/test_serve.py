@@ -1014,7 +1014,8 @@ class LimitsTest(ServeCase):
                            headers={"x-request-id": req_id})
             self.assertEqual(r.status, 200, r.body)
             self.assertEqual(r.header("x-ratelimit-limit-tokens"), "10")
-            self.assertEqual(r.header("x-ratelimit-remaining-tokens"), "10")
+            # Its claim (estimate + completion reserve, capped) took all ten.
+            self.assertEqual(r.header("x-ratelimit-remaining-tokens"), "0")
             r = serve.post("/v1/chat/completions", chat_body("echo", "again"), key=key)
             self.assertRateLimited(r, "tokens_exceeded")
             self.assertEqual(r.header("x-ratelimit-remaining-tokens"), "0")

@@ -76,22 +76,11 @@ TEST(JsonScan, DecodesAndEncodesStrings) {
   EXPECT_EQ(json_scan::encode_string("x\"y\n"), R"("x\"y\n")");
 }
 
-// ---- limiter -----------------------------------------------------------------
+// ---- helpers -----------------------------------------------------------------
 
 Limits tps(double v) {
   Limits l;
   l.tps = v;
-  return l;
-}
-Limits rpm(std::int64_t v) {
-  Limits l;
-  l.rpm = v;
-  return l;
-}
-Limits tokens(std::int64_t v, TokenWindow w) {
-  Limits l;
-  l.token_limit = v;
-  l.token_window = w;
   return l;
 }
 
@@ -102,92 +91,6 @@ Assignment limited(Id id, Limits l) {
   a.conn_id = 1;
   a.limits = l;
   return a;
-}
-
-TEST(Limiter, TpsBucketAdmitsOneSecondsWorthThenRefills) {
-  limits::Limiter lim;
-  Assignment a = limited(1, tps(5));
-  const TimeMs t0 = 1'000'000;
-  int admitted = 0;
-  for (int i = 0; i < 20; ++i) admitted += lim.admit(a, t0).allowed();
-  EXPECT_EQ(admitted, 5);
-  limits::Decision refused = lim.admit(a, t0);
-  EXPECT_EQ(refused.refusal, limits::Refusal::kRate);
-  ASSERT_TRUE(refused.retry_after_s);
-  EXPECT_NEAR(*refused.retry_after_s, 0.2, 1e-9);
-  EXPECT_TRUE(lim.admit(a, t0 + 200).allowed());   // one token back after 1/5 s
-  EXPECT_FALSE(lim.admit(a, t0 + 200).allowed());
-}
-
-TEST(Limiter, FractionalTpsStillAllowsOneRequest) {
-  limits::Limiter lim;
-  Assignment a = limited(1, tps(0.5));
-  EXPECT_TRUE(lim.admit(a, 0).allowed());
-  EXPECT_FALSE(lim.admit(a, 1000).allowed());
-  EXPECT_TRUE(lim.admit(a, 2000).allowed());
-}
-
-TEST(Limiter, RpmReportsHeadersAndRefuses) {
-  limits::Limiter lim;
-  Assignment a = limited(2, rpm(3));
-  limits::Decision d = lim.admit(a, 0);
-  ASSERT_TRUE(d.allowed());
-  EXPECT_EQ(d.limit_requests, 3);
-  EXPECT_EQ(d.remaining_requests, 2);
-  EXPECT_TRUE(lim.admit(a, 0).allowed());
-  EXPECT_TRUE(lim.admit(a, 0).allowed());
-  limits::Decision no = lim.admit(a, 0);
-  EXPECT_EQ(no.refusal, limits::Refusal::kRate);
-  EXPECT_NEAR(*no.retry_after_s, 20.0, 1e-6);  // one request per 20 s refill
-}
-
-TEST(Limiter, TokenWindowRefusesWhileSpentAndResetsNextWindow) {
-  limits::Limiter lim;
-  Assignment a = limited(3, tokens(100, TokenWindow::kHour));
-  const TimeMs t0 = 10 * 3'600'000LL + 1000;  // 10:00:01
-  ASSERT_TRUE(lim.admit(a, t0).allowed());
-  lim.charge(a, 60, t0);
-  limits::Decision d = lim.admit(a, t0);
-  ASSERT_TRUE(d.allowed());
-  EXPECT_EQ(d.remaining_tokens, 40);
-  lim.charge(a, 50, t0);
-  limits::Decision no = lim.admit(a, t0 + 1000);
-  EXPECT_EQ(no.refusal, limits::Refusal::kTokens);
-  ASSERT_TRUE(no.retry_after_s);
-  EXPECT_NEAR(*no.retry_after_s, 3600 - 2, 1e-6);
-  EXPECT_TRUE(lim.admit(a, 11 * 3'600'000LL).allowed());  // the next hour starts afresh
-}
-
-TEST(Limiter, TotalWindowNeverResetsAndGivesNoRetryAfter) {
-  limits::Limiter lim;
-  Assignment a = limited(4, tokens(10, TokenWindow::kTotal));
-  lim.seed(a, 10, 0);
-  limits::Decision no = lim.admit(a, 500LL * 86'400'000);
-  EXPECT_EQ(no.refusal, limits::Refusal::kTokens);
-  EXPECT_FALSE(no.retry_after_s);
-}
-
-TEST(Limiter, MonthWindowIsCalendarAligned) {
-  // 2026-02-15T12:00:00Z → [2026-02-01, 2026-03-01)
-  auto [start, end] = limits::window_bounds(TokenWindow::kMonth, 1771156800000);
-  EXPECT_EQ(start, 1769904000000);
-  EXPECT_EQ(end, 1772323200000);
-}
-
-TEST(Limiter, LoweredLimitAppliesAtOnce) {
-  limits::Limiter lim;
-  Assignment a = limited(5, tps(100));
-  EXPECT_TRUE(lim.admit(a, 0).allowed());
-  a.limits.tps = 1;  // the bucket shrinks to the new one-second burst
-  EXPECT_TRUE(lim.admit(a, 0).allowed());
-  EXPECT_FALSE(lim.admit(a, 0).allowed());
-}
-
-TEST(Limiter, FormatsResetLikeOpenAI) {
-  EXPECT_EQ(limits::format_reset(0.2), "200ms");
-  EXPECT_EQ(limits::format_reset(1), "1s");
-  EXPECT_EQ(limits::format_reset(360), "6m0s");
-  EXPECT_EQ(limits::format_reset(3723), "1h2m3s");
 }
 
 // ---- auth + routing over a snapshot --------------------------------------------

@@ -74,6 +74,12 @@ class FlakyUsageStore final : public storage::Store {
   bool delete_assignment(Id) override { unused(); }
   std::optional<Assignment> get_assignment(Id) override { unused(); }
   std::vector<Assignment> list_assignments(std::optional<Id>) override { unused(); }
+  Id insert_plan(const Plan&) override { unused(); }
+  void update_plan(const Plan&) override { unused(); }
+  bool delete_plan(Id) override { unused(); }
+  std::optional<Plan> get_plan(Id) override { unused(); }
+  std::optional<Plan> find_plan(std::string_view) override { unused(); }
+  std::vector<Plan> list_plans() override { unused(); }
   Id insert_admin_user(const AdminUser&) override { unused(); }
   void update_admin_user(const AdminUser&) override { unused(); }
   bool delete_admin_user(Id) override { unused(); }

@@ -1,0 +1,443 @@
+#include "lib/limits/shared_ledger.h"
+
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <deque>
+#include <limits>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "lib/domain/time.h"
+#include "lib/limits/limiter.h"
+#include "lib/redis/client.h"
+
+namespace llmproxy::limits {
+namespace {
+
+namespace net = boost::asio;
+
+// Admission. KEYS: per check, bucket: its hash; window: its hash and its
+// leases' zset; parallel: its zset. ARGV: claim member, lease ms, then four
+// per check: kind (b|w|p), limit, x, y — bucket: x refill per second;
+// window: x the amount wanted, y the window's end (epoch ms, 0: never).
+// Returns {admitted 1|0, then per check: remaining (bucket: level in
+// thousandths), claimed}. Evaluates every check first, then takes all or none.
+const char* const kAdmitLua = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local member, lease = ARGV[1], tonumber(ARGV[2])
+local n = (#ARGV - 2) / 4
+local out, seen, ok, ki = {1}, {}, true, 1
+for i = 1, n do
+  local a = 2 + (i - 1) * 4
+  local kind, limit, x = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local rem = 0
+  if kind == 'b' then
+    local h = redis.call('HMGET', KEYS[ki], 'l', 't')
+    local level, last = tonumber(h[1]), tonumber(h[2])
+    if not level then
+      level = limit
+    elseif now > last then
+      level = level + x * (now - last) / 1000
+    end
+    if level > limit then level = limit end
+    seen[i] = level
+    if level < 1 then ok = false end
+    rem = math.floor(level * 1000)
+    ki = ki + 1
+  elseif kind == 'w' then
+    local h, z = KEYS[ki], KEYS[ki + 1]
+    local dead = redis.call('ZRANGEBYSCORE', z, '-inf', now)
+    for _, m in ipairs(dead) do
+      local amount = tonumber(redis.call('HGET', h, 'k:' .. m) or '0')
+      redis.call('HINCRBY', h, 'c', -amount)
+      redis.call('HDEL', h, 'k:' .. m)
+    end
+    if #dead > 0 then redis.call('ZREMRANGEBYSCORE', z, '-inf', now) end
+    local v = redis.call('HMGET', h, 's', 'c')
+    local used = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
+    seen[i] = used
+    if used >= limit then ok = false end
+    rem = limit - used
+    ki = ki + 2
+  else
+    redis.call('ZREMRANGEBYSCORE', KEYS[ki], '-inf', now)
+    local busy = redis.call('ZCARD', KEYS[ki])
+    seen[i] = busy
+    if busy >= limit then ok = false end
+    rem = limit - busy
+    ki = ki + 1
+  end
+  out[2 * i] = rem
+  out[2 * i + 1] = 0
+end
+if not ok then
+  out[1] = 0
+  return out
+end
+ki = 1
+for i = 1, n do
+  local a = 2 + (i - 1) * 4
+  local kind, limit, x, y = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  if kind == 'b' then
+    local level = seen[i] - 1
+    redis.call('HSET', KEYS[ki], 'l', tostring(level), 't', now)
+    redis.call('PEXPIRE', KEYS[ki], math.ceil(limit / x * 1000) + 1000)
+    out[2 * i] = math.floor(level * 1000)
+    ki = ki + 1
+  elseif kind == 'w' then
+    local h, z = KEYS[ki], KEYS[ki + 1]
+    local amount = math.min(x, math.floor(limit - seen[i] + 0.5))
+    if amount < 0 then amount = 0 end
+    redis.call('HINCRBY', h, 'c', amount)
+    redis.call('HSET', h, 'k:' .. member, amount)
+    redis.call('ZADD', z, now + lease, member)
+    if y > 0 then
+      redis.call('PEXPIREAT', h, y + lease)
+      redis.call('PEXPIREAT', z, y + lease)
+    end
+    out[2 * i] = out[2 * i] - amount
+    out[2 * i + 1] = amount
+    ki = ki + 2
+  else
+    redis.call('ZADD', KEYS[ki], now + lease, member)
+    redis.call('PEXPIRE', KEYS[ki], lease * 2)
+    out[2 * i] = out[2 * i] - 1
+    ki = ki + 1
+  end
+end
+return out
+)lua";
+
+// Settlement. KEYS as for admission, without buckets. ARGV: claim member,
+// then three per check: kind (w|p), what the request used, the window's end
+// (0: never). A claim whose lease already expired was dropped by an
+// admission; what was used is added all the same.
+const char* const kSettleLua = R"lua(
+local member, ki = ARGV[1], 1
+for a = 2, #ARGV, 3 do
+  local kind, used, y = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  if kind == 'w' then
+    local h, z = KEYS[ki], KEYS[ki + 1]
+    local amount = redis.call('HGET', h, 'k:' .. member)
+    if amount then
+      redis.call('HINCRBY', h, 'c', -tonumber(amount))
+      redis.call('HDEL', h, 'k:' .. member)
+      redis.call('ZREM', z, member)
+    end
+    if used > 0 then
+      redis.call('HINCRBY', h, 's', used)
+      if y > 0 then redis.call('PEXPIREAT', h, y + 60000) end
+    end
+    ki = ki + 2
+  else
+    redis.call('ZREM', KEYS[ki], member)
+    ki = ki + 1
+  end
+end
+return 1
+)lua";
+
+// Lease renewal. KEYS: zsets; ARGV: lease ms, then one member per key.
+const char* const kRenewLua = R"lua(
+local t = redis.call('TIME')
+local until_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], 'XX', until_ms, ARGV[i + 1])
+end
+return #KEYS
+)lua";
+
+const redis::Script& admit_script() {
+  static const redis::Script s(kAdmitLua);
+  return s;
+}
+const redis::Script& settle_script() {
+  static const redis::Script s(kSettleLua);
+  return s;
+}
+const redis::Script& renew_script() {
+  static const redis::Script s(kRenewLua);
+  return s;
+}
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+// A random name for this process, so its claims' members are unique among
+// the instances sharing the Redis.
+const std::string& instance_name() {
+  static const std::string name = [] {
+    std::random_device rd;
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
+    return std::string(buf);
+  }();
+  return name;
+}
+
+}  // namespace
+
+struct SharedLedger::Impl {
+  Impl(Limiter& l, net::io_context& ioc)
+      : limiter(l),
+        timer(std::make_unique<net::steady_timer>(ioc)),
+        client_(std::make_unique<redis::Client>(ioc, url_of(l.options()), options_for(l))),
+        client(*client_) {}
+
+  static redis::Url url_of(const LimiterOptions& o) {
+    std::string error;
+    return redis::parse_url(o.redis_url, error).value_or(redis::Url{});
+  }
+  redis::Options options_for(Limiter& l) {
+    redis::Options o;
+    o.connect_timeout = o.command_timeout = std::chrono::milliseconds(l.options().redis_timeout_ms);
+    o.on_state_change = [this](bool up, const std::string& why) {
+      if (up != up_) {
+        up_ = up;
+        limiter.report_shared(up, why);
+      }
+      if (up) flush_retries();
+    };
+    return o;
+  }
+
+  // The Redis keys of a check: one, or two for a window (its hash and leases).
+  void keys_of(const Check& c, std::vector<std::string>& keys) const {
+    const std::string& prefix = limiter.options().redis_prefix;
+    std::string owner = std::string(1, static_cast<char>(c.scope)) + std::to_string(c.owner);
+    switch (kind_of(c.slot)) {
+      case Kind::kBucket:
+        keys.push_back(prefix + "b:" + owner + ":" + std::string(slot_name(c.slot)));
+        break;
+      case Kind::kWindow: {
+        std::string h = prefix + "w:" + owner + ":" + std::string(slot_name(c.slot)) + ":" +
+                        std::to_string(c.window_start);
+        keys.push_back(h + ":l");
+        std::swap(keys.back(), h);
+        keys.push_back(std::move(h));
+        break;
+      }
+      case Kind::kParallel:
+        keys.push_back(prefix + "p:" + owner);
+        break;
+    }
+  }
+
+  static std::int64_t window_end_arg(const Check& c) {
+    return c.window_end == std::numeric_limits<TimeMs>::max() ? 0 : c.window_end;
+  }
+
+  std::string member(const Claim& claim) const {
+    return instance_name() + ":" + std::to_string(claim.serial);
+  }
+
+  // Reads the script's reply into the claim; false if it is not one.
+  static bool read_admission(const redis::Reply& r, Claim& claim, Admission& a, TimeMs now) {
+    if (r.type != redis::Reply::Type::kArray || r.elements.size() != 1 + 2 * claim.size)
+      return false;
+    for (const auto& e : r.elements)
+      if (e.type != redis::Reply::Type::kInteger) return false;
+    bool admitted = r.elements[0].integer == 1;
+    bool endless = false;
+    for (std::size_t i = 0; i < claim.size; ++i) {
+      Check& c = claim.checks[i];
+      auto rem = static_cast<double>(r.elements[1 + 2 * i].integer);
+      c.claimed = r.elements[2 + 2 * i].integer;
+      std::optional<double> wait;
+      bool failed = false;
+      switch (kind_of(c.slot)) {
+        case Kind::kBucket:
+          c.remaining = rem / 1000.0;
+          c.reset_s = c.rate > 0 ? (c.limit - c.remaining) / c.rate : 0;
+          failed = !admitted && c.remaining < 1.0;
+          if (failed) wait = c.rate > 0 ? (1.0 - c.remaining) / c.rate : 1.0;
+          break;
+        case Kind::kWindow: {
+          bool total = c.window_end == std::numeric_limits<TimeMs>::max();
+          c.remaining = std::max(0.0, rem);
+          c.reset_s = total ? 0 : static_cast<double>(c.window_end - now) / 1000.0;
+          failed = !admitted && rem <= 0;
+          if (failed && !total) wait = c.reset_s;
+          break;
+        }
+        case Kind::kParallel:
+          c.remaining = rem;
+          failed = !admitted && rem < 1;
+          if (failed) wait = 1.0;
+          break;
+      }
+      if (!failed) continue;
+      if (a.ok()) {
+        a.refusal = refusal_of(c.slot);
+        a.failed = static_cast<int>(i);
+      }
+      if (!wait) endless = true;
+      if (wait && (!a.retry_after_s || *wait > *a.retry_after_s)) a.retry_after_s = wait;
+    }
+    if (endless) a.retry_after_s.reset();
+    if (!admitted && a.ok()) a.refusal = refusal_of(claim.checks[0].slot);  // defensive
+    return true;
+  }
+
+  // A settlement Redis did not take, sent again once it answers.
+  struct Pending {
+    std::vector<std::string> keys, args;
+  };
+
+  void send_settlement(Pending p) {
+    if (closed) return;
+    auto held = std::make_shared<Pending>(std::move(p));
+    client.send_eval(settle_script(), held->keys, held->args, [this, held](redis::Result r) {
+      if (r.failed() && !closed && retries.size() < kMaxRetries) retries.push_back(*held);
+    });
+  }
+
+  void flush_retries() {
+    std::deque<Pending> again;
+    again.swap(retries);
+    for (auto& p : again) send_settlement(std::move(p));
+  }
+
+  // Every tick: the leases of this worker's requests in flight (a tick is at
+  // most a third of a lease), and while Redis is away a PING, so that its
+  // return is noticed without waiting for a request.
+  void renew_later() {
+    auto tick = std::min<std::int64_t>(1000, limiter.options().lease_ms / 3);
+    timer->expires_after(std::chrono::milliseconds(tick));
+    timer->async_wait([this](const boost::system::error_code& ec) {
+      if (ec || closed) return;
+      if (!up_) client.send({"PING"});
+      if (!in_flight.empty()) {
+        std::vector<std::string> keys, args{std::to_string(limiter.options().lease_ms)};
+        for (auto& [serial, held] : in_flight) {
+          for (const auto& k : held.lease_keys) {
+            keys.push_back(k);
+            args.push_back(held.member);
+          }
+        }
+        client.send_eval(renew_script(), keys, args);
+      }
+      if (!retries.empty() && client.healthy()) flush_retries();
+      renew_later();
+    });
+  }
+
+  struct Held {
+    std::string member;
+    std::vector<std::string> lease_keys;
+  };
+
+  static constexpr std::size_t kMaxRetries = 100'000;
+  Limiter& limiter;
+  // Both go in close(), while the worker's loop still exists.
+  std::unique_ptr<net::steady_timer> timer;
+  std::unique_ptr<redis::Client> client_;
+  redis::Client& client;
+  bool up_ = true;
+  bool closed = false;
+  std::unordered_map<std::uint64_t, Held> in_flight;
+  std::deque<Pending> retries;
+};
+
+SharedLedger::SharedLedger(Limiter& limiter, net::io_context& ioc)
+    : impl_(std::make_unique<Impl>(limiter, ioc)) {
+  impl_->client.send({"PING"});  // connect now: an unreachable Redis shows at once
+  impl_->renew_later();
+}
+
+SharedLedger::~SharedLedger() = default;
+
+net::awaitable<std::optional<Admission>> SharedLedger::admit(Claim& claim) {
+  Impl& im = *impl_;
+  if (im.closed) co_return std::nullopt;
+  claim.serial = im.limiter.next_serial();
+  std::string member = im.member(claim);
+  std::vector<std::string> keys, args;
+  keys.reserve(2 * claim.size);
+  args.reserve(2 + 4 * claim.size);
+  args.push_back(member);
+  args.push_back(std::to_string(im.limiter.options().lease_ms));
+  for (const Check& c : claim) {
+    im.keys_of(c, keys);
+    switch (kind_of(c.slot)) {
+      case Kind::kBucket:
+        args.insert(args.end(), {"b", number(c.limit), number(c.rate), "0"});
+        break;
+      case Kind::kWindow:
+        args.insert(args.end(), {"w", number(c.limit), std::to_string(c.want),
+                                 std::to_string(Impl::window_end_arg(c))});
+        break;
+      case Kind::kParallel:
+        args.insert(args.end(), {"p", number(c.limit), "0", "0"});
+        break;
+    }
+  }
+  redis::Result r = co_await im.client.eval(admit_script(), keys, args);
+  Admission a;
+  if (!r.has_reply() || !Impl::read_admission(r.reply(), claim, a, now_ms())) {
+    if (r.has_reply()) {  // a script error: as unreachable, and said why
+      std::string why = "unexpected reply " + r.to_string();
+      if (im.up_) {
+        im.up_ = false;
+        im.limiter.report_shared(false, why);
+      }
+    }
+    co_return std::nullopt;
+  }
+  if (!im.up_) {
+    im.up_ = true;
+    im.limiter.report_shared(true);
+  }
+  if (!a.ok()) co_return a;
+  claim.admitted = true;
+  claim.shared = true;
+  Impl::Held held{std::move(member), {}};
+  for (std::size_t i = 0, k = 0; i < claim.size; ++i) {
+    Kind kind = kind_of(claim.checks[i].slot);
+    if (kind == Kind::kWindow) held.lease_keys.push_back(keys[k + 1]);
+    if (kind == Kind::kParallel) held.lease_keys.push_back(keys[k]);
+    k += kind == Kind::kWindow ? 2 : 1;
+  }
+  if (!held.lease_keys.empty()) im.in_flight.emplace(claim.serial, std::move(held));
+  co_return a;
+}
+
+void SharedLedger::settle(const Claim& claim, const Actual& actual) {
+  Impl& im = *impl_;
+  im.in_flight.erase(claim.serial);
+  if (im.closed) return;
+  Impl::Pending p;
+  p.args.push_back(im.member(claim));
+  for (const Check& c : claim) {
+    Kind kind = kind_of(c.slot);
+    if (kind == Kind::kBucket) continue;
+    im.keys_of(c, p.keys);
+    std::int64_t used = c.slot == Slot::kTokens   ? actual.tokens
+                        : c.slot == Slot::kBudget ? actual.nano_usd
+                        : kind == Kind::kWindow   ? 1  // rph, rpd: the request itself
+                                                  : 0;
+    p.args.insert(p.args.end(), {kind == Kind::kWindow ? "w" : "p", std::to_string(used),
+                                 std::to_string(Impl::window_end_arg(c))});
+  }
+  if (p.keys.empty()) return;
+  im.send_settlement(std::move(p));
+}
+
+void SharedLedger::close() {
+  Impl& im = *impl_;
+  if (im.closed) return;
+  im.closed = true;
+  im.in_flight.clear();
+  im.timer.reset();
+  im.client_.reset();  // fails what is pending: those settlements are left to their leases
+}
+
+}  // namespace llmproxy::limits
