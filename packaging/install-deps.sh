@@ -7,10 +7,12 @@ BUILD_PKGS=(
   build-essential cmake ninja-build pkg-config ccache
   libcli11-dev libsqlite3-dev libpq-dev libmongoc-dev libbson-dev
   nlohmann-json3-dev libboost-dev libssl-dev ca-certificates
-  libgoogle-perftools-dev
+  libgoogle-perftools-dev libhiredis-dev
 )
 # chromium: the dashboard's browser test (tests/dashboard) drives Debian's Chromium.
-TEST_PKGS=(libgtest-dev libgmock-dev postgresql curl openssl python3 nodejs npm chromium)
+# redis-server: the Redis client's tests (tests/redis) start their own servers.
+TEST_PKGS=(libgtest-dev libgmock-dev postgresql curl openssl python3 nodejs npm chromium
+  redis-server)
 BENCH_PKGS=(nginx-light wrk)
 
 want=("${BUILD_PKGS[@]}")
