@@ -4,6 +4,7 @@
 #include "cmd/cli.h"
 #include "lib/domain/error.h"
 #include "lib/ops/ops.h"
+#include "lib/redis/client.h"
 #include "lib/server/server.h"
 
 namespace llmproxy::cli {
@@ -26,6 +27,39 @@ void create_first_admin(const storage::Location& where, const std::string& usern
   });
 }
 
+// --default-completion-reserve and the shared-state flags into the limiter's
+// options; the Redis URL may come from $LLM_PROXY_REDIS instead.
+void apply_limit_options(server::ServerOptions& opts, const std::optional<std::int64_t>& reserve,
+                         const std::optional<std::string>& redis,
+                         const std::optional<double>& timeout_s,
+                         const std::optional<double>& lease_s) {
+  limits::LimiterOptions& l = opts.limits;
+  if (reserve) {
+    if (*reserve < 0 || *reserve > 10'000'000)
+      throw CLI::ValidationError("--default-completion-reserve", "must be between 0 and 10000000");
+    l.default_completion_reserve = *reserve;
+  }
+  if (redis) {
+    l.redis_url = *redis;
+  } else if (const char* env = std::getenv("LLM_PROXY_REDIS")) {
+    l.redis_url = env;
+  }
+  if (!l.redis_url.empty()) {
+    std::string error;
+    if (!redis::parse_url(l.redis_url, error)) throw invalid("--redis: " + error);
+  }
+  if (timeout_s) {
+    if (*timeout_s <= 0 || *timeout_s > 60)
+      throw CLI::ValidationError("--redis-timeout", "must be > 0 and at most 60");
+    l.redis_timeout_ms = static_cast<std::int64_t>(*timeout_s * 1000);
+  }
+  if (lease_s) {
+    if (*lease_s < 0.3 || *lease_s > 3600)
+      throw CLI::ValidationError("--redis-lease", "must be between 0.3 and 3600");
+    l.lease_ms = static_cast<std::int64_t>(*lease_s * 1000);
+  }
+}
+
 }  // namespace
 
 void add_serve_command(CLI::App& app, Context& ctx) {
@@ -38,6 +72,10 @@ void add_serve_command(CLI::App& app, Context& ctx) {
   auto token_ttl = std::make_shared<std::optional<double>>();
   auto usage_buffer = std::make_shared<std::optional<std::int64_t>>();
   auto init_admin = std::make_shared<std::optional<std::string>>();
+  auto reserve = std::make_shared<std::optional<std::int64_t>>();
+  auto redis = std::make_shared<std::optional<std::string>>();
+  auto redis_timeout = std::make_shared<std::optional<double>>();
+  auto redis_lease = std::make_shared<std::optional<double>>();
   CLI::App* serve = add_command(
       &app, ctx, "serve", "Run the OpenAI-compatible proxy",
       "  llm-proxy serve\n"
@@ -45,7 +83,7 @@ void add_serve_command(CLI::App& app, Context& ctx) {
       "  MASTER_KEY=sk-admin-... llm-proxy serve --db postgres://proxy@db/proxy\n"
       "  llm-proxy serve --log-file /var/log/llm-proxy/access.log --log-format text\n",
       [&ctx, opts, master, max_body, grace, threads, read_timeout, token_ttl, init_admin,
-       usage_buffer] {
+       usage_buffer, reserve, redis, redis_timeout, redis_lease] {
         if (*master)
           opts->master_key = **master;
         else if (const char* env = std::getenv("MASTER_KEY"))
@@ -79,6 +117,7 @@ void add_serve_command(CLI::App& app, Context& ctx) {
             throw CLI::ValidationError("--threads", "must be between 0 and 256");
           opts->threads = static_cast<int>(**threads);
         }
+        apply_limit_options(*opts, *reserve, *redis, *redis_timeout, *redis_lease);
         storage::Location where = storage::resolve_location(ctx.db);
         if (*init_admin) create_first_admin(where, **init_admin);
         std::exit(server::serve(where, *opts));
@@ -109,6 +148,26 @@ void add_serve_command(CLI::App& app, Context& ctx) {
              "no admin users yet");
   add_double(serve, "--admin-token-ttl", *token_ttl,
              "Seconds a dashboard / admin API sign-in stays valid (default 28800)");
+  add_int(serve, "--default-completion-reserve", *reserve,
+          "Completion tokens a request claims from token and budget limits when it sets no "
+          "max_tokens (default 1024; per assignment: --reserve-tokens)");
+  add_string(serve, "--redis", *redis,
+             "Share limit state with every instance using this Redis: "
+             "redis://[user:password@]host:port/db or rediss:// (default: $LLM_PROXY_REDIS; "
+             "none: limits per instance)");
+  serve->add_option("--redis-prefix", opts->limits.redis_prefix,
+                    "Prefix of the Redis keys (default llmp:)");
+  serve
+      ->add_option_function<std::string>(
+          "--redis-fail",
+          [opts](const std::string& mode) { opts->limits.redis_fail_open = mode == "open"; },
+          "While Redis is unreachable: open (default: limits per instance) or closed (503)")
+      ->check(CLI::IsMember({"open", "closed"}));
+  add_double(serve, "--redis-timeout", *redis_timeout,
+             "Seconds to wait for Redis before treating it as unreachable (default 0.25)");
+  add_double(serve, "--redis-lease", *redis_lease,
+             "Seconds after which the claims of an instance that stopped renewing them (it "
+             "died) are dropped (default 15)");
 }
 
 }  // namespace llmproxy::cli

@@ -148,6 +148,7 @@ Estimate estimate_request(std::string_view body, std::int64_t default_completion
   e.prompt_tokens = (w.text_bytes + 3) / 4 + kTokensPerMessage * w.messages +
                     kTokensPerMediaPart * w.media_parts;
   if (!embeddings) {
+    e.prompt_tokens += kTokensPerReply;
     e.completion_tokens = w.completion_cap.value_or(default_completion) * w.choices;
   }
   return e;

@@ -3,8 +3,9 @@
 // real usage when the request ends.
 //
 // The rule (README "Limits"):
-//   prompt      ceil(characters of the body's string values / 4)
+//   prompt      ceil(bytes of the body's string values / 4)
 //               + 4 per message (an element of messages, contents or input)
+//               + 3 for the reply's priming (not for embeddings)
 //               + 1000 per image, audio or document part (their data is not
 //                 counted as text)
 //   completion  max_tokens, max_completion_tokens, max_output_tokens or
@@ -21,6 +22,7 @@
 namespace llmproxy::limits {
 
 inline constexpr std::int64_t kTokensPerMessage = 4;
+inline constexpr std::int64_t kTokensPerReply = 3;
 inline constexpr std::int64_t kTokensPerMediaPart = 1000;
 
 struct Estimate {

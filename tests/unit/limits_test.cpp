@@ -318,7 +318,7 @@ TEST(Estimate, TextOverFourPlusPerMessageOverheadPlusTheCap) {
       R"({"model":"gpt","max_tokens":50,"messages":[{"role":"user","content":"abcdefghijklmnop"}]})";
   limits::Estimate e = limits::estimate_request(body, 1024);
   // Strings: "gpt" 3 + "user" 4 + 16 = 23 bytes → 6 tokens, + 4 for the message.
-  EXPECT_EQ(e.prompt_tokens, 6 + 4);
+  EXPECT_EQ(e.prompt_tokens, 6 + 4 + 3);  // + the reply's priming
   EXPECT_EQ(e.completion_tokens, 50);
 }
 
@@ -345,6 +345,7 @@ TEST(Estimate, MediaPartsCountAFixedAmountNotTheirData) {
                      R"("}}]}]})";
   limits::Estimate e = limits::estimate_request(body, 0);
   EXPECT_EQ(e.prompt_tokens, limits::kTokensPerMediaPart + limits::kTokensPerMessage +
+                                 limits::kTokensPerReply +
                                  (4 + 4 + 12 + 9 + 3) / 4);  // "user" "text" "what is this" "image_url"
   std::string gemini = R"({"contents":[{"parts":[{"inlineData":{"mimeType":"image/png","data":")" +
                        data + R"("}}]}]})";
