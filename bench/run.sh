@@ -6,7 +6,9 @@
 #   llm-proxy  `llm-proxy serve` with an openai-compatible connection to the first
 #              nginx and a virtual key WITH limits (tps + monthly token limit), so
 #              limit checks and usage recording are on
-# — then streaming (time to first event, per-event pacing), memory with 1,000
+# — then the same llm-proxy with its limit state shared through Redis (a second
+# `serve --redis` on a redis-server this script starts: every admission and
+# settlement a script call to Redis), then streaming (time to first event, per-event pacing), memory with 1,000
 # concurrent open streams, and an optional soak.
 #
 # Usage: bash bench/run.sh [--soak SECONDS]
@@ -145,7 +147,7 @@ rss_peak_start() {
 }
 rss_peak_stop() { kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; }
 
-read -r ORIGIN_PORT PROXY_PORT SLOW_PORT < <("${PY[@]}" freeports 3)
+read -r ORIGIN_PORT PROXY_PORT SLOW_PORT REDIS_PORT < <("${PY[@]}" freeports 4)
 
 # --- canned upstream and nginx proxy_pass -----------------------------------------
 CANNED='{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-bench","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":9,"total_tokens":21},"system_fingerprint":"fp_bench"}'
@@ -245,27 +247,49 @@ KEY=$(lp --json vkey add --name bench --model-id bench --model-id bench-sse --mo
   --tps 1000000 --token-limit 1000000000000 --token-window month |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
 
-# The access log (on by default, JSON on stdout) is formatted but discarded:
-# its cost is measured, without filling the disk over a soak.
-"$bin" --db "$db" serve --listen 127.0.0.1:0 --threads "$THREADS" >/dev/null 2>"$work/serve.err" &
-serve_pid=$!
-pids+=("$serve_pid")
-for _ in $(seq 100); do
-  grep -q 'listening on' "$work/serve.err" && break
-  kill -0 "$serve_pid" 2>/dev/null || die "llm-proxy serve exited: $(cat "$work/serve.err")"
-  sleep 0.1
-done
-LP_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/serve.err" | head -1)
-[[ -n $LP_PORT ]] || die "llm-proxy serve did not start: $(cat "$work/serve.err")"
+# start_serve NAME [ARGS...]: sets serve_pid and serve_port. The access log
+# (on by default, JSON on stdout) is formatted but discarded: its cost is
+# measured, without filling the disk over a soak.
+start_serve() {
+  local name=$1
+  shift
+  "$bin" --db "$db" serve --listen 127.0.0.1:0 --threads "$THREADS" "$@" >/dev/null 2>"$work/$name.err" &
+  serve_pid=$!
+  pids+=("$serve_pid")
+  for _ in $(seq 100); do
+    grep -q 'listening on' "$work/$name.err" && break
+    kill -0 "$serve_pid" 2>/dev/null || die "llm-proxy serve exited: $(cat "$work/$name.err")"
+    sleep 0.1
+  done
+  serve_port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/$name.err" | head -1)
+  [[ -n $serve_port ]] || die "llm-proxy serve did not start: $(cat "$work/$name.err")"
+}
+start_serve serve
+LP_PORT=$serve_port
+LP_PID=$serve_pid
+
+# The same key's limits shared through Redis, by a second instance.
+mkdir -p "$work/redis"
+/usr/bin/redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+  --dir "$work/redis" >"$work/redis/log" 2>&1 &
+redis_pid=$!
+pids+=("$redis_pid")
+wait_port "$REDIS_PORT"
+start_serve serve-redis --redis "redis://127.0.0.1:$REDIS_PORT/0"
+LPR_PORT=$serve_port
+serve_redis_pid=$serve_pid
+serve_pid=$LP_PID
 
 BODY='{"model":"bench","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello in one short sentence."}]}'
 declare -A URL=(
   [direct]="http://127.0.0.1:$ORIGIN_PORT/v1/chat/completions"
   [nginx]="http://127.0.0.1:$PROXY_PORT/v1/chat/completions"
   [llm-proxy]="http://127.0.0.1:$LP_PORT/v1/chat/completions"
+  [redis]="http://127.0.0.1:$LPR_PORT/v1/chat/completions"
 )
-declare -A PID=([direct]=$origin_worker [nginx]=$proxy_worker [llm-proxy]=$serve_pid)
-targets=(direct nginx llm-proxy)
+declare -A PID=([direct]=$origin_worker [nginx]=$proxy_worker [llm-proxy]=$serve_pid
+  [redis]=$serve_redis_pid)
+targets=(direct nginx llm-proxy redis)
 
 for t in "${targets[@]}"; do # every target answers the canned completion
   out=$(curl -sS -w '\n%{http_code}' -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
@@ -309,9 +333,13 @@ for t in "${targets[@]}"; do
   wrk_run "$t" 1 4 warm 2s
   rss_peak_start "${PID[$t]}" "$work/rss_peak"
   before=$(cpu_ticks "${PID[$t]}")
+  redis_before=$(cpu_ticks "$redis_pid")
   wrk_run "$t" 2 "$CONNS" c32
   after=$(cpu_ticks "${PID[$t]}")
+  redis_after=$(cpu_ticks "$redis_pid")
   rss_peak_stop
+  R[$t.redis_cpu_us]=$(awk -v d=$((redis_after - redis_before)) -v hz="$CLK_TCK" -v n="${R[$t.c32.requests]}" \
+    'BEGIN {printf "%.1f", d * 1e6 / hz / n}')
   R[$t.rss_load]=$(<"$work/rss_peak")
   R[$t.cpu_us]=$(awk -v d=$((after - before)) -v hz="$CLK_TCK" -v n="${R[$t.c32.requests]}" \
     'BEGIN {printf "%.1f", d * 1e6 / hz / n}')
@@ -319,6 +347,9 @@ for t in "${targets[@]}"; do
   wrk_run "$t" 1 1 c1
 done
 R[llm-proxy.rss_after]=$(rss_kib "$serve_pid")
+kill -TERM "$serve_redis_pid"
+serve_redis_rc=0
+wait "$serve_redis_pid" || serve_redis_rc=$?
 
 # --- streaming --------------------------------------------------------------------
 log "streaming: time to first event (${TTFB_N} requests each)"
@@ -374,7 +405,8 @@ fi
 kill -TERM "$serve_pid"
 serve_rc=0
 wait "$serve_pid" || serve_rc=$?
-lp_sent=$((1 + ${R[llm-proxy.warm.requests]} + ${R[llm-proxy.c32.requests]} + ${R[llm-proxy.c1.requests]} + ${soak_reqs:-0}))
+lp_sent=$((2 + ${R[llm-proxy.warm.requests]} + ${R[llm-proxy.c32.requests]} + ${R[llm-proxy.c1.requests]} + ${soak_reqs:-0}))
+lp_sent=$((lp_sent + ${R[redis.warm.requests]} + ${R[redis.c32.requests]} + ${R[redis.c1.requests]}))
 usage_bench=$(lp --json usage --by model |
   python3 -c 'import json, sys; print(sum(g["requests"] for g in json.load(sys.stdin) if g["group"] == "bench"))')
 
@@ -392,6 +424,8 @@ added_p50=$((${R[llm-proxy.c1.p50_us]} - ${R[direct.c1.p50_us]}))
 nginx_added_p50=$((${R[nginx.c1.p50_us]} - ${R[direct.c1.p50_us]}))
 cpu_ratio=$(awk -v a="${R[llm-proxy.cpu_us]}" -v b="${R[nginx.cpu_us]}" 'BEGIN {printf "%.2f", a / b}')
 ttfb_added=$(($(ttfb_p50 llm-proxy) - $(ttfb_p50 direct)))
+redis_added_p50=$((${R[redis.c1.p50_us]} - ${R[llm-proxy.c1.p50_us]}))
+redis_rps_pct=$(awk -v a="${R[redis.rps]}" -v b="${R[llm-proxy.rps]}" 'BEGIN {printf "%.0f", 100 * a / b}')
 
 {
   echo
@@ -421,6 +455,17 @@ ttfb_added=$(($(ttfb_p50 llm-proxy) - $(ttfb_p50 direct)))
   row "stream: first event p50 / p99 (µs)" "$(ttfb_p50 direct) / $(ttfb_p99 direct)" \
     "$(ttfb_p50 nginx) / $(ttfb_p99 nginx)" "$(ttfb_p50 llm-proxy) / $(ttfb_p99 llm-proxy)"
   echo
+  echo "Limits shared through Redis (\`serve --redis\`, redis-server $(/usr/bin/redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on loopback," \
+    "same key and limits): one admission script and one settlement script per request."
+  echo
+  echo "| | llm-proxy, limits in process | llm-proxy, limits in Redis |"
+  echo "|---|---:|---:|"
+  printf '| %s | %s | %s |\n' "requests/s, $CONNS connections" "${R[llm-proxy.rps]}" "${R[redis.rps]} (${redis_rps_pct}%)"
+  printf '| %s | %s | %s |\n' "p50 / p99 latency, 1 connection (µs)" \
+    "${R[llm-proxy.c1.p50_us]} / ${R[llm-proxy.c1.p99_us]}" "${R[redis.c1.p50_us]} / ${R[redis.c1.p99_us]}"
+  printf '| %s | %s | %s |\n' "CPU per request, serve (µs)" "${R[llm-proxy.cpu_us]}" "${R[redis.cpu_us]}"
+  printf '| %s | %s | %s |\n' "CPU per request, redis-server (µs)" "${R[llm-proxy.redis_cpu_us]}" "${R[redis.redis_cpu_us]}"
+  echo
   echo "| target | measured | verdict |"
   echo "|---|---|---|"
   echo "| CPU per proxied request ≤ 2× nginx proxy_pass | ${cpu_ratio}× (${R[llm-proxy.cpu_us]} vs ${R[nginx.cpu_us]} µs) | $(verdict "$cpu_ratio" 2) |"
@@ -428,6 +473,10 @@ ttfb_added=$(($(ttfb_p50 llm-proxy) - $(ttfb_p50 direct)))
   echo "| stream time to first event ≤ 1 ms over direct | +${ttfb_added} µs | $(verdict "$ttfb_added" 1000) |"
   # A chunk held back until the next one arrives would be late by the full 50 ms gap.
   echo "| each chunk forwarded as it arrives (events 50 ms apart) | p50 ${pacing_p50} ms, worst ${pacing_lag} ms after the upstream wrote it | $(verdict "$pacing_lag" 25) (worst < 25 ms) |"
+  echo "| added p50 latency with Redis ≤ 60 µs over limits in process | +${redis_added_p50} µs | $(verdict "$redis_added_p50" 60) |"
+  rps_verdict=PASS
+  ((redis_rps_pct < 70)) && rps_verdict=FAIL
+  echo "| requests/s with Redis ≥ 70% of limits in process | ${redis_rps_pct}% | $rps_verdict |"
   echo "| RSS idle ≤ 32 MiB | $(mib "${R[llm-proxy.rss_idle]}") MiB | $(verdict "${R[llm-proxy.rss_idle]}" 32768) |"
   echo "| RSS under $CONNS connections ≤ 64 MiB | $(mib "${R[llm-proxy.rss_load]}") MiB | $(verdict "${R[llm-proxy.rss_load]}" 65536) |"
   s_verdict=$(verdict "$s_rss" 153600)
@@ -442,7 +491,8 @@ ttfb_added=$(($(ttfb_p50 llm-proxy) - $(ttfb_p50 direct)))
   echo "Streaming pacing: $pacing."
   [[ -n ${soak_series:-} ]] && echo "Soak RSS (MiB) over time: $soak_series."
   echo "llm-proxy recorded $usage_bench usage rows for model 'bench' (wrk and curl completed $lp_sent requests;" \
-    "wrk abandons its in-flight requests when a run ends); serve exited $serve_rc on SIGTERM."
+    "wrk abandons its in-flight requests when a run ends); serve exited $serve_rc on SIGTERM" \
+    "($serve_redis_rc for the instance on Redis)."
   if grep -q 'non2xx=[1-9]\|sockerr=[1-9]' "$work/wrk.log"; then
     echo "Warning: some wrk runs saw non-2xx replies or socket errors (see the log above)."
   fi

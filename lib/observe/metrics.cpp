@@ -111,6 +111,9 @@ void Metrics::count(const usage::Outcome& o) {
   }
   if (o.error == "rate_limit_exceeded") ++refusals_[{"requests", r.vkey_name}];
   else if (o.error == "tokens_exceeded") ++refusals_[{"tokens", r.vkey_name}];
+  else if (o.error == "budget_exceeded") ++refusals_[{"budget", r.vkey_name}];
+  else if (o.error == "concurrency_exceeded") ++refusals_[{"concurrency", r.vkey_name}];
+  else if (o.error == "limits_unavailable") ++refusals_[{"unavailable", r.vkey_name}];
   bool upstream_error = o.error.starts_with("upstream_");
   if (upstream_error) ++upstream_errors_[{conn, o.error.substr(9)}];
   if (routed && (o.upstream_status > 0 || upstream_error)) {
@@ -164,7 +167,8 @@ std::string Metrics::render(const Gauges& g) const {
            number(s.cost));
 
   header(out, "llm_proxy_rate_limited_total", "counter",
-         "Requests refused by a key's limits, by reason (requests or tokens) and key.");
+         "Requests refused by a key's limits, by reason (requests, tokens, budget, "
+         "concurrency, unavailable) and key.");
   for (const auto& [k, n] : refusals_)
     sample(out, "llm_proxy_rate_limited_total", labels({{"reason", &k.first}, {"key", &k.second}}),
            std::to_string(n));
