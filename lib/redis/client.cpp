@@ -878,6 +878,10 @@ void deliver(detail::Completion& done, Result r, Thrown& thrown) {
 
 Client::Client(net::io_context& ioc, Url url, Options options)
     : ioc_(ioc), url_(std::move(url)), options_(std::move(options)) {
+  if (url_.host.empty()) {
+    setup_error_ = "no Redis host";
+    return;
+  }
   if (!url_.tls) return;
   const std::string& ca = options_.ca_file.empty() ? url_.cacert : options_.ca_file;
   try {
@@ -891,8 +895,8 @@ Client::Client(net::io_context& ioc, Url url, Options options)
       ctx->load_verify_file(ca);
     tls_ = std::move(ctx);
   } catch (const std::exception& e) {
-    tls_error_ = ca.empty() ? std::string("cannot set up TLS: ") + e.what()
-                            : "cannot load the CA file " + ca + ": " + e.what();
+    setup_error_ = ca.empty() ? std::string("cannot set up TLS: ") + e.what()
+                              : "cannot load the CA file " + ca + ": " + e.what();
   }
 }
 
@@ -939,8 +943,8 @@ bool Client::admit(const Command& cmd, std::string& why) {
     why = "redis: an empty command (or no memory to encode it)";
   } else if (conn_) {
     return true;
-  } else if (!tls_error_.empty()) {
-    why = url_.describe() + ": " + tls_error_;
+  } else if (!setup_error_.empty()) {
+    why = url_.describe() + ": " + setup_error_;
     set_healthy(false, why);
   } else if (Clock::now() < down_until_) {
     why = last_error_ + " (not retrying for " + ms(options_.retry_interval) + ")";

@@ -271,7 +271,7 @@ class Client {
   Url url_;
   Options options_;
   std::shared_ptr<net::ssl::context> tls_;
-  std::string tls_error_;  // the CA file could not be loaded
+  std::string setup_error_;  // no host, or the CA file could not be loaded
   std::shared_ptr<Connection> conn_;
   std::chrono::steady_clock::time_point down_until_{};
   std::string last_error_;

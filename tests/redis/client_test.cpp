@@ -227,13 +227,20 @@ TEST(RedisClient, RepliesOfEveryType) {
   EXPECT_EQ(client.stats().transport_failures, 0u);
 }
 
-TEST(RedisClient, EmptyCommandFailsWithoutBeingSent) {
+TEST(RedisClient, EmptyCommandOrNoHostFailsWithoutTouchingTheNetwork) {
   net::io_context ioc;
   Client client(ioc, must_parse(shared_server().url()), patient());
   Result r = run(ioc, client.command(std::vector<std::string>{}));
   EXPECT_TRUE(r.failed());
   EXPECT_EQ(client.stats().connect_attempts, 0u);
   EXPECT_EQ(client.state(), Client::State::kIdle);
+
+  Client nowhere(ioc, Url{});
+  r = run(ioc, nowhere.command("PING"));
+  ASSERT_TRUE(r.failed());
+  EXPECT_NE(r.failure_message().find("no Redis host"), std::string::npos) << r.failure_message();
+  EXPECT_EQ(nowhere.stats().connect_attempts, 0u);
+  EXPECT_FALSE(nowhere.healthy());
 }
 
 net::awaitable<void> set_get_incr(Client& client, int i, int& good) {
