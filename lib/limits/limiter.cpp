@@ -157,6 +157,16 @@ Decision describe(const Claim& claim, const Admission& admission) {
 Limiter::Limiter(LimiterOptions options) : options_(std::move(options)) {}
 Limiter::~Limiter() = default;
 
+void Limiter::remember_spent(std::vector<SpentWindow> spent) {
+  std::lock_guard lock(spent_mu_);
+  spent_ = std::move(spent);
+}
+
+std::vector<SpentWindow> Limiter::take_spent() {
+  std::lock_guard lock(spent_mu_);
+  return std::exchange(spent_, {});
+}
+
 void Limiter::report_shared(bool up, std::string_view why) {
   int before = up ? gates_down_.fetch_sub(1) : gates_down_.fetch_add(1);
   bool changed = up ? before == 1 : before == 0;

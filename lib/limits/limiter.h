@@ -16,6 +16,8 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <vector>
 #include <optional>
 #include <string>
 
@@ -25,6 +27,7 @@
 #include "lib/domain/types.h"
 #include "lib/limits/claim.h"
 #include "lib/limits/local_ledger.h"
+#include "lib/limits/seed.h"
 
 namespace llmproxy::limits {
 
@@ -82,6 +85,10 @@ class Limiter {
   // Called by each gate when its Redis connection goes down or comes back;
   // shared() is false while any is down, and each change is logged once.
   void report_shared(bool up, std::string_view why = {});
+  // What the windows had spent at startup (seed.h), for the first gate to
+  // bring Redis up to: taken once.
+  void remember_spent(std::vector<SpentWindow> spent);
+  std::vector<SpentWindow> take_spent();
   // Names a claim in Redis, unique within the process.
   std::uint64_t next_serial() { return serials_.fetch_add(1, std::memory_order_relaxed); }
 
@@ -94,6 +101,8 @@ class Limiter {
   LocalLedger local_;
   std::atomic<int> gates_down_{0};
   std::atomic<std::uint64_t> serials_{1};
+  std::mutex spent_mu_;
+  std::vector<SpentWindow> spent_;
 };
 
 class Gate {

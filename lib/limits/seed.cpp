@@ -50,13 +50,16 @@ std::int64_t spent_in(const storage::UsageGroup* g, Slot slot) {
 
 }  // namespace
 
-void seed_windows(storage::Store& store, const config::Snapshot& snapshot, LocalLedger& ledger,
+void seed_windows(storage::Store& store, const config::Snapshot& snapshot, Limiter& limiter,
                   TimeMs now) {
   UsageSince usage(store, now);
+  std::vector<SpentWindow> spent;
   auto seed = [&](Scope scope, Id owner, storage::UsageGroupBy by, const std::string& group,
                   Slot slot, TokenWindow w) {
     const storage::UsageGroup* g = usage.find(by, w, group);
-    ledger.seed(scope, owner, slot, window_bounds(w, now).first, spent_in(g, slot));
+    auto [start, end] = window_bounds(w, now);
+    spent.push_back({scope, owner, slot, start, end, spent_in(g, slot)});
+    limiter.local().seed(scope, owner, slot, start, spent.back().spent);
   };
   constexpr auto kByAssignment = storage::UsageGroupBy::kAssignment;
   for (const Assignment& a : snapshot.data().assignments) {
@@ -74,6 +77,7 @@ void seed_windows(storage::Store& store, const config::Snapshot& snapshot, Local
     if (l.token_limit) seed(Scope::kKey, k.id, kByKey, k.name, Slot::kTokens, l.token_window);
     if (l.budget) seed(Scope::kKey, k.id, kByKey, k.name, Slot::kBudget, l.budget_window);
   }
+  limiter.remember_spent(std::move(spent));
 }
 
 }  // namespace llmproxy::limits

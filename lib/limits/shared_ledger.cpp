@@ -152,6 +152,28 @@ end
 return #KEYS
 )lua";
 
+// Startup: what the usage records say each window has spent. KEYS: window
+// hashes; ARGV: two per key, spent and the window's end (0: never), and last
+// the lease. Raises a window to the figure, never lowers it: every instance
+// starting does the same, and Redis may already know more.
+const char* const kSeedLua = R"lua(
+local lease = tonumber(ARGV[#ARGV])
+for i = 1, #KEYS do
+  local spent, y = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local have = tonumber(redis.call('HGET', KEYS[i], 's') or '0')
+  if spent > have then
+    redis.call('HSET', KEYS[i], 's', spent)
+    if y > 0 then redis.call('PEXPIREAT', KEYS[i], y + lease) end
+  end
+end
+return #KEYS
+)lua";
+
+const redis::Script& seed_script() {
+  static const redis::Script s(kSeedLua);
+  return s;
+}
+
 const redis::Script& admit_script() {
   static const redis::Script s(kAdmitLua);
   return s;
@@ -306,6 +328,28 @@ struct SharedLedger::Impl {
     for (auto& p : again) send_settlement(std::move(p));
   }
 
+  // Brings Redis's windows up to what the usage records say they spent (a
+  // Redis that is new, or lost its data, would otherwise start them afresh).
+  void seed(const std::vector<SpentWindow>& spent) {
+    if (spent.empty()) return;
+    std::vector<std::string> keys, args;
+    for (const SpentWindow& w : spent) {
+      Check c;
+      c.scope = w.scope;
+      c.owner = w.owner;
+      c.slot = w.slot;
+      c.window_start = w.start;
+      c.window_end = w.end;
+      std::vector<std::string> pair;
+      keys_of(c, pair);
+      keys.push_back(std::move(pair.front()));
+      args.push_back(std::to_string(w.spent));
+      args.push_back(std::to_string(window_end_arg(c)));
+    }
+    args.push_back(std::to_string(limiter.options().lease_ms));
+    client.send_eval(seed_script(), keys, args);
+  }
+
   // Every tick: the leases of this worker's requests in flight (a tick is at
   // most a third of a lease), and while Redis is away a PING, so that its
   // return is noticed without waiting for a request.
@@ -350,6 +394,7 @@ struct SharedLedger::Impl {
 SharedLedger::SharedLedger(Limiter& limiter, net::io_context& ioc)
     : impl_(std::make_unique<Impl>(limiter, ioc)) {
   impl_->client.send({"PING"});  // connect now: an unreachable Redis shows at once
+  impl_->seed(limiter.take_spent());
   impl_->renew_later();
 }
 

@@ -225,7 +225,7 @@ int serve(const storage::Location& where, const ServerOptions& options) {
                      .token_ttl = options.admin_token_ttl});
   net::thread_pool admin_pool(1);
   ctx.admin = AdminPort{admin_pool.get_executor(), &admin_api};
-  limits::seed_windows(*config_store, *snapshot, ctx.limiter.local(), now_ms());
+  limits::seed_windows(*config_store, *snapshot, ctx.limiter, now_ms());
 
   int threads = options.threads > 0
                     ? options.threads

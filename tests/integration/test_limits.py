@@ -328,6 +328,21 @@ class RedisFaultsTest(LimitsCase):
             10, interval=0.2, message="limited requests admitted once Redis is back")
         self.assertEqual(r.status, 200)
 
+    def test_windows_survive_restarts_and_a_redis_that_lost_its_data(self):
+        key = self.key("fast", token_limit=25, token_window="day")
+        first, = self.serves(1)
+        for _ in range(2):  # 20 tokens each: the second still finds 5 unclaimed
+            r = request(first.port, "POST", "/v1/chat/completions", chat_body("fast"), key=key)
+            self.assertEqual(r.status, 200, r.body)
+        self.assertRefused(request(first.port, "POST", "/v1/chat/completions", chat_body("fast"),
+                                   key=key), "tokens_exceeded")
+        first.stop()
+        self.redis.client_command("FLUSHALL")  # a Redis restarted without persistence
+        again, = self.serves(1)
+        # Rebuilt from the usage records and brought into Redis at startup.
+        self.assertRefused(request(again.port, "POST", "/v1/chat/completions", chat_body("fast"),
+                                   key=key), "tokens_exceeded")
+
     def test_claims_of_a_killed_instance_expire(self):
         key = self.key("stream", max_parallel=1)
         a, b = self.serves(2, "--redis-lease", "1")
