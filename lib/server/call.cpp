@@ -73,11 +73,7 @@ void Call::finish(int status, const providers::Usage& usage) {
   r.completion_tokens = usage.completion_tokens;
   r.cost = usage::cost_of(route.model, usage.prompt_tokens, usage.completion_tokens);
   if (route.assignment) r.assignment_id = route.assignment->id;
-  if (claim.admitted) {
-    client.gate.settle(claim, {usage.prompt_tokens + usage.completion_tokens,
-                               limits::nano_usd(route.model, usage.prompt_tokens,
-                                                usage.completion_tokens)});
-  }
+  settle_limits(usage);
   outcome.store = who.key || who.master;
   if (status == 499 && outcome.error.empty()) outcome.error = "client_closed";
   outcome.method = std::string(req.method_string());
@@ -87,6 +83,13 @@ void Call::finish(int status, const providers::Usage& usage) {
   outcome.path = std::string(target.substr(0, std::min(target.find('?'), kMaxLoggedPath)));
   if (ctx().options.log_bodies) outcome.request_body = req.body();
   ctx().usage.submit(std::move(outcome));
+}
+
+void Call::settle_limits(const providers::Usage& usage) {
+  if (!claim.admitted) return;  // none taken, or settled already
+  client.gate.settle(claim, {usage.prompt_tokens + usage.completion_tokens,
+                             limits::nano_usd(route.model, usage.prompt_tokens,
+                                              usage.completion_tokens)});
 }
 
 void Call::log_reply(std::string_view body) {

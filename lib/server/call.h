@@ -67,6 +67,11 @@ struct Call {
     add_rate_limit_headers(h, limits);
   }
 
+  // Gives the limits' claims back with what the request used, before its
+  // last bytes go out: a client that sends its next request as soon as it has
+  // the reply finds the window already settled. finish() does it otherwise.
+  void settle_limits(const providers::Usage& usage);
+
   // Keeps the reply for the access log, only with --log-bodies.
   void log_reply(std::string_view body);
 

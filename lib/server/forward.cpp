@@ -141,6 +141,7 @@ net::awaitable<void> answer_locally(Call& call, const providers::Adapter& adapte
     events = {std::move(translated)};
   }
   OpenStream open(call);
+  call.settle_limits(usage);  // known up front
   bool ok = co_await begin_stream(call, 200);
   call.ttft_ms = ms_since(call.start);
   for (const std::string& ev : events) {

@@ -106,6 +106,7 @@ net::awaitable<void> relay_stream(Call& call, const providers::Adapter& adapter,
   if (f == upstream::Failure::kNone && client_ok && failure.empty()) {
     out.clear();
     translator->finish(out);
+    if (translator->complete()) call.settle_limits(translator->usage());
     client_ok = co_await send_chunk(call, out);
   }
   watch.stop();
