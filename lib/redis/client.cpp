@@ -487,6 +487,7 @@ struct Pending {
     kEval,       // EVALSHA: a NOSCRIPT reply sends SCRIPT LOAD + EVALSHA again
     kLoad,       // that SCRIPT LOAD: an error reply is kept for the next kEvalRetry
     kEvalRetry,  // that EVALSHA again
+    kPreload,    // Options::preload's SCRIPT LOAD: the reply is not needed
   };
   detail::Completion done;
   Command command;                                   // kEval: kept to send again
@@ -743,6 +744,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
       case Kind::kLoad:
         if (reply.is_error()) load_error_ = std::move(reply);
         return;
+      case Kind::kPreload:
+        return;  // a script that does not load says why when it is evaluated
       case Kind::kEval:
         if (is_noscript(reply)) {
           // The server's script cache is empty (a restart, SCRIPT FLUSH):
@@ -794,8 +797,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
       arm(next);
       return;
     }
-    fail_now(next == connect_deadline_ ? "timed out connecting (" + ms(connect_timeout_) + ")"
-                                       : "no reply within " + ms(command_timeout_));
+    if (next == connect_deadline_)
+      return fail_now("timed out connecting (" + ms(connect_timeout_) + ")");
+    fail_now("no reply within " + ms(command_timeout_) + (connected_ ? "" : " (still connecting)"));
   }
 
   // ---- the end
@@ -947,7 +951,8 @@ bool Client::admit(const Command& cmd, std::string& why) {
     why = url_.describe() + ": " + setup_error_;
     set_healthy(false, why);
   } else if (Clock::now() < down_until_) {
-    why = last_error_ + " (not retrying for " + ms(options_.retry_interval) + ")";
+    why = last_error_ + " (down: no new attempt within " + ms(options_.retry_interval) +
+          " of the failure)";
   } else {
     conn_ = std::make_shared<Connection>(*this, tls_);
     ++stats_.connect_attempts;
@@ -960,6 +965,8 @@ bool Client::admit(const Command& cmd, std::string& why) {
       std::string db = std::to_string(url_.db);
       conn_->enqueue(Command{"SELECT", db}.bytes(), Pending(Pending::Kind::kSelect));
     }
+    for (const Script& script : options_.preload)
+      conn_->enqueue(script.body_->load.bytes(), Pending(Pending::Kind::kPreload));
     conn_->start();
     return true;
   }

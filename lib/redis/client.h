@@ -192,6 +192,11 @@ struct Options {
   std::chrono::milliseconds command_timeout{250};  // from issue to reply
   std::chrono::milliseconds retry_interval{1000};  // after a failure: no connect attempt
   std::string ca_file;                             // rediss: overrides the URL's ?cacert=
+  // SCRIPT LOAD of each, pipelined after AUTH/SELECT on every new connection
+  // (their replies are not waited for): EVALSHA then finds them even on a
+  // server that restarted, which always means a new connection. (eval's
+  // NOSCRIPT fallback still covers a SCRIPT FLUSH on a live connection.)
+  std::vector<Script> preload;
   // Called when healthy() changes: (false, why) on the first failure,
   // (true, "connected to …") when a connection is up again after one. Runs
   // inline; must not destroy the Client.

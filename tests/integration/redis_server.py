@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 __all__ = ["RedisServer", "RedisError", "RedisServerError", "redis_server_binary"]
 
@@ -204,11 +205,12 @@ class RedisServer:
         return self.url_for(0)
 
     def url_for(self, db=0, password=None, user=None):
-        """The URL of database `db`; password/user override the configured ones
-        (e.g. a wrong password)."""
+        """The URL of database `db` (user and password percent-encoded);
+        password/user override the configured ones (e.g. a wrong password)."""
         password = self.password if password is None else password
         user = self.user if user is None else user
-        auth = f"{user or ''}:{password}@" if password else ""
+        quote = lambda text: urllib.parse.quote(text or "", safe="")  # noqa: E731
+        auth = f"{quote(user)}:{quote(password)}@" if password else ""
         scheme = "rediss" if self.tls else "redis"
         url = f"{scheme}://{auth}127.0.0.1:{self.port}/{db}"
         return url + (f"?cacert={self.ca_file}" if self.tls else "")
@@ -370,8 +372,8 @@ def _self_test():
             s.restart()
             assert s.client_command("PING") == "PONG"
             assert s.calls("ping") >= 1
-        with RedisServer(tmp, password="pw 1") as s:
-            assert s.url == f"redis://:pw 1@127.0.0.1:{s.port}/0", s.url
+        with RedisServer(tmp, password="p@ss/w:1") as s:
+            assert s.url == f"redis://:p%40ss%2Fw%3A1@127.0.0.1:{s.port}/0", s.url
             assert s.client_command("PING") == "PONG"
         with RedisServer(tmp, password="pw2", user="limits", tls=True) as s:
             assert s.url == (f"rediss://limits:pw2@127.0.0.1:{s.tls_port}/0"

@@ -308,7 +308,7 @@ TEST(RedisClient, AnExceptionFromACallbackLeavesTheLoopAndTheClientWorks) {
 // ---- AUTH, ACL users, SELECT ------------------------------------------------------
 
 TEST(RedisClient, PasswordRightAndWrong) {
-  const std::string password = "pw-8f3a1c77";
+  const std::string password = "pw:8f3a@1/c?77%";  // percent-encoded in the URL
   RedisServer server(with_password(password));
   net::io_context ioc;
 
@@ -320,7 +320,7 @@ TEST(RedisClient, PasswordRightAndWrong) {
   options.on_state_change = [&](bool up, const std::string& why) {
     changes.push_back((up ? "up: " : "down: ") + why);
   };
-  std::string wrong_password = "not-" + password;
+  std::string wrong_password = "not-the-pw-8f3a";
   Client wrong(
       ioc, must_parse("redis://:" + wrong_password + "@127.0.0.1:" + std::to_string(server.port())),
       options);
@@ -463,6 +463,28 @@ TEST(RedisClient, EvalShaLoadsTheScriptOnNoscript) {
   ASSERT_TRUE(r.has_reply());
   EXPECT_TRUE(r->is_error()) << r.to_string();
   EXPECT_TRUE(client.healthy());
+}
+
+TEST(RedisClient, PreloadedScriptsAreLoadedOnEveryNewConnection) {
+  RedisServer server;
+  net::io_context ioc;
+  Script script("return ARGV[1] .. '!'");
+  Options options = patient();
+  options.preload = {script, Script("return {")};  // one that does not compile: no harm
+  Client client(ioc, must_parse(server.url()), options);
+  EXPECT_EQ(run(ioc, client.eval(script, {}, {"a"}))->str, "a!");
+  EXPECT_EQ(server.calls("evalsha"), 1);  // no NOSCRIPT
+  EXPECT_EQ(server.calls("script|load"), 2);
+
+  // The server restarts between commands (its script cache is empty): the
+  // new connection loads them again, ahead of the EVALSHA.
+  server.stop();
+  run_until(ioc, [&] { return client.state() == Client::State::kIdle; });
+  server.restart();
+  EXPECT_EQ(run(ioc, client.eval(script, {}, {"b"}))->str, "b!");
+  EXPECT_EQ(server.calls("evalsha"), 1);
+  EXPECT_EQ(server.calls("script|load"), 2);
+  EXPECT_EQ(client.stats().commands, 2u);  // the loads are not the caller's commands
 }
 
 // ---- timeouts, failures, backoff -------------------------------------------------------

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -137,6 +138,23 @@ ContextPtr connect_admin(std::uint16_t port, const ServerOptions& o, std::string
   return c;
 }
 
+// For the user and password in a URL: everything but unreserved characters
+// as %XX.
+std::string percent_encode(const std::string& text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 struct RedisServer::Admin {
@@ -194,7 +212,8 @@ RedisServer::~RedisServer() {
 
 std::string RedisServer::url(int db) const {
   std::string auth;
-  if (!options_.password.empty()) auth = options_.user + ":" + options_.password + "@";
+  if (!options_.password.empty())
+    auth = percent_encode(options_.user) + ":" + percent_encode(options_.password) + "@";
   std::string out = (options_.tls ? "rediss://" : "redis://") + auth +
                     "127.0.0.1:" + std::to_string(port()) + "/" + std::to_string(db);
   if (options_.tls) out += "?cacert=" + ca_file_;

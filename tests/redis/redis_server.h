@@ -38,8 +38,8 @@ class RedisServer {
   RedisServer(const RedisServer&) = delete;
   RedisServer& operator=(const RedisServer&) = delete;
 
-  // The URL for the client under test: redis://[user:password@]127.0.0.1:port/db,
-  // or rediss://…?cacert=<the test CA> with TLS.
+  // The URL for the client under test: redis://[user:password@]127.0.0.1:port/db
+  // (user and password percent-encoded), or rediss://…?cacert=<the test CA> with TLS.
   std::string url(int db = 0) const;
   // The same without credentials (for wrong-password tests, add your own).
   std::string url_without_auth(int db = 0) const;
