@@ -20,31 +20,36 @@ namespace {
 
 namespace net = boost::asio;
 
-// Admission. KEYS: per check, bucket: its hash; window: its hash and its
-// leases' zset; parallel: its zset. ARGV: claim member, lease ms, then four
+// Admission. KEYS: per check, bucket: its key; window: its hash and its
+// claims' zset; parallel: its zset. ARGV: claim name, lease ms, then four
 // per check: kind (b|w|p), limit, x, y — bucket: x refill per second;
 // window: x the amount wanted, y the window's end (epoch ms, 0: never).
 // Returns {admitted 1|0, then per check: remaining (bucket: level in
-// thousandths), claimed}. Evaluates every check first, then takes all or none.
+// thousandths), claimed}. Evaluates every check first, then takes all or
+// none. A window's claim is the zset member "<claim name>:<amount>" (scored
+// by its lease's end), so neither settling nor dropping an expired claim has
+// to look its amount up; the hash holds s (spent) and c (claimed, live).
+// Few commands per check: the scripts are most of Redis's work per request.
 const char* const kAdmitLua = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local member, lease = ARGV[1], tonumber(ARGV[2])
+local name, lease = ARGV[1], tonumber(ARGV[2])
 local n = (#ARGV - 2) / 4
-local out, seen, ok, ki = {1}, {}, true, 1
+local out, seen, fresh, idle, ok, ki = {1}, {}, {}, {}, true, 1
 for i = 1, n do
   local a = 2 + (i - 1) * 4
   local kind, limit, x = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   local rem = 0
   if kind == 'b' then
-    local h = redis.call('HMGET', KEYS[ki], 'l', 't')
-    local level, last = tonumber(h[1]), tonumber(h[2])
-    if not level then
-      level = limit
-    elseif now > last then
-      level = level + x * (now - last) / 1000
+    local level = limit
+    local v = redis.call('GET', KEYS[ki])
+    if v then
+      local sep = string.find(v, ':', 1, true)
+      local last = tonumber(string.sub(v, sep + 1))
+      level = tonumber(string.sub(v, 1, sep - 1))
+      if now > last then level = level + x * (now - last) / 1000 end
+      if level > limit then level = limit end
     end
-    if level > limit then level = limit end
     seen[i] = level
     if level < 1 then ok = false end
     rem = math.floor(level * 1000)
@@ -52,13 +57,15 @@ for i = 1, n do
   elseif kind == 'w' then
     local h, z = KEYS[ki], KEYS[ki + 1]
     local dead = redis.call('ZRANGEBYSCORE', z, '-inf', now)
-    for _, m in ipairs(dead) do
-      local amount = tonumber(redis.call('HGET', h, 'k:' .. m) or '0')
-      redis.call('HINCRBY', h, 'c', -amount)
-      redis.call('HDEL', h, 'k:' .. m)
+    if #dead > 0 then
+      local gone = 0
+      for _, m in ipairs(dead) do gone = gone + tonumber(string.match(m, ':(%d+)$')) end
+      redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
+      redis.call('HINCRBY', h, 'c', -gone)
     end
-    if #dead > 0 then redis.call('ZREMRANGEBYSCORE', z, '-inf', now) end
     local v = redis.call('HMGET', h, 's', 'c')
+    fresh[i] = not v[1] and not v[2]  -- a new hash: it needs its expiry
+    idle[i] = (tonumber(v[2]) or 0) == 0  -- no live claim: the zset is new too
     local used = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
     seen[i] = used
     if used >= limit then ok = false end
@@ -85,26 +92,27 @@ for i = 1, n do
   local kind, limit, x, y = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   if kind == 'b' then
     local level = seen[i] - 1
-    redis.call('HSET', KEYS[ki], 'l', tostring(level), 't', now)
-    redis.call('PEXPIRE', KEYS[ki], math.ceil(limit / x * 1000) + 1000)
+    redis.call('SET', KEYS[ki], level .. ':' .. now, 'PX', math.ceil(limit / x * 1000) + 1000)
     out[2 * i] = math.floor(level * 1000)
     ki = ki + 1
   elseif kind == 'w' then
     local h, z = KEYS[ki], KEYS[ki + 1]
     local amount = math.min(x, math.floor(limit - seen[i] + 0.5))
-    if amount < 0 then amount = 0 end
-    redis.call('HINCRBY', h, 'c', amount)
-    redis.call('HSET', h, 'k:' .. member, amount)
-    redis.call('ZADD', z, now + lease, member)
-    if y > 0 then
-      redis.call('PEXPIREAT', h, y + lease)
-      redis.call('PEXPIREAT', z, y + lease)
+    if amount > 0 then
+      redis.call('HINCRBY', h, 'c', amount)
+      redis.call('ZADD', z, now + lease, name .. ':' .. amount)
+      if y > 0 then
+        if fresh[i] then redis.call('PEXPIREAT', h, y + lease) end
+        if idle[i] then redis.call('PEXPIREAT', z, y + lease) end
+      end
+    else
+      amount = 0
     end
     out[2 * i] = out[2 * i] - amount
     out[2 * i + 1] = amount
     ki = ki + 2
   else
-    redis.call('ZADD', KEYS[ki], now + lease, member)
+    redis.call('ZADD', KEYS[ki], now + lease, name)
     redis.call('PEXPIRE', KEYS[ki], lease * 2)
     out[2 * i] = out[2 * i] - 1
     ki = ki + 1
@@ -113,29 +121,25 @@ end
 return out
 )lua";
 
-// Settlement. KEYS as for admission, without buckets. ARGV: claim member,
-// then three per check: kind (w|p), what the request used, the window's end
-// (0: never). A claim whose lease already expired was dropped by an
-// admission; what was used is added all the same.
+// Settlement. KEYS as for admission, without buckets. ARGV: three per check:
+// kind (w|p), the claim's member, what the request used. A claim whose lease
+// expired was dropped by an admission already; what was used is added all
+// the same, unless the window itself is gone (it ended).
 const char* const kSettleLua = R"lua(
-local member, ki = ARGV[1], 1
-for a = 2, #ARGV, 3 do
-  local kind, used, y = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+local ki = 1
+for a = 1, #ARGV, 3 do
+  local kind, m, used = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
   if kind == 'w' then
     local h, z = KEYS[ki], KEYS[ki + 1]
-    local amount = redis.call('HGET', h, 'k:' .. member)
-    if amount then
-      redis.call('HINCRBY', h, 'c', -tonumber(amount))
-      redis.call('HDEL', h, 'k:' .. member)
-      redis.call('ZREM', z, member)
-    end
-    if used > 0 then
+    local amount = tonumber(string.match(m, ':(%d+)$'))
+    local live = amount > 0 and redis.call('ZREM', z, m) == 1
+    if live then redis.call('HINCRBY', h, 'c', -amount) end
+    if used > 0 and (live or redis.call('EXISTS', h) == 1) then
       redis.call('HINCRBY', h, 's', used)
-      if y > 0 then redis.call('PEXPIREAT', h, y + 60000) end
     end
     ki = ki + 2
   else
-    redis.call('ZREM', KEYS[ki], member)
+    redis.call('ZREM', KEYS[ki], m)
     ki = ki + 1
   end
 end
@@ -261,8 +265,12 @@ struct SharedLedger::Impl {
     return c.window_end == std::numeric_limits<TimeMs>::max() ? 0 : c.window_end;
   }
 
+  // The claim's name in Redis; a window's claim is "<name>:<amount>".
   std::string member(const Claim& claim) const {
     return instance_name() + ":" + std::to_string(claim.serial);
+  }
+  static std::string window_member(const std::string& name, const Check& c) {
+    return name + ":" + std::to_string(c.claimed);
   }
 
   // Reads the script's reply into the claim; false if it is not one.
@@ -374,9 +382,9 @@ struct SharedLedger::Impl {
       if (!in_flight.empty()) {
         std::vector<std::string> keys, args{std::to_string(limiter.options().lease_ms)};
         for (auto& [serial, held] : in_flight) {
-          for (const auto& k : held.lease_keys) {
-            keys.push_back(k);
-            args.push_back(held.member);
+          for (const auto& [key, member] : held.leases) {
+            keys.push_back(key);
+            args.push_back(member);
           }
         }
         client.send_eval(renew_script(), keys, args);
@@ -386,9 +394,9 @@ struct SharedLedger::Impl {
     });
   }
 
+  // The leases of a claim in flight: each zset and the member in it.
   struct Held {
-    std::string member;
-    std::vector<std::string> lease_keys;
+    std::vector<std::pair<std::string, std::string>> leases;
   };
 
   static constexpr std::size_t kMaxRetries = 100'000;
@@ -457,14 +465,16 @@ net::awaitable<std::optional<Admission>> SharedLedger::admit(Claim& claim) {
   if (!a.ok()) co_return a;
   claim.admitted = true;
   claim.shared = true;
-  Impl::Held held{std::move(member), {}};
+  Impl::Held held;
   for (std::size_t i = 0, k = 0; i < claim.size; ++i) {
-    Kind kind = kind_of(claim.checks[i].slot);
-    if (kind == Kind::kWindow) held.lease_keys.push_back(keys[k + 1]);
-    if (kind == Kind::kParallel) held.lease_keys.push_back(keys[k]);
+    const Check& c = claim.checks[i];
+    Kind kind = kind_of(c.slot);
+    if (kind == Kind::kWindow && c.claimed > 0)
+      held.leases.emplace_back(keys[k + 1], Impl::window_member(member, c));
+    if (kind == Kind::kParallel) held.leases.emplace_back(keys[k], member);
     k += kind == Kind::kWindow ? 2 : 1;
   }
-  if (!held.lease_keys.empty()) im.in_flight.emplace(claim.serial, std::move(held));
+  if (!held.leases.empty()) im.in_flight.emplace(claim.serial, std::move(held));
   co_return a;
 }
 
@@ -473,7 +483,7 @@ void SharedLedger::settle(const Claim& claim, const Actual& actual) {
   im.in_flight.erase(claim.serial);
   if (im.closed) return;
   Impl::Pending p;
-  p.args.push_back(im.member(claim));
+  std::string name = im.member(claim);
   for (const Check& c : claim) {
     Kind kind = kind_of(c.slot);
     if (kind == Kind::kBucket) continue;
@@ -482,8 +492,9 @@ void SharedLedger::settle(const Claim& claim, const Actual& actual) {
                         : c.slot == Slot::kBudget ? actual.nano_usd
                         : kind == Kind::kWindow   ? 1  // rph, rpd: the request itself
                                                   : 0;
-    p.args.insert(p.args.end(), {kind == Kind::kWindow ? "w" : "p", std::to_string(used),
-                                 std::to_string(Impl::window_end_arg(c))});
+    bool window = kind == Kind::kWindow;
+    p.args.insert(p.args.end(), {window ? "w" : "p", window ? Impl::window_member(name, c) : name,
+                                 std::to_string(used)});
   }
   if (p.keys.empty()) return;
   im.send_settlement(std::move(p));

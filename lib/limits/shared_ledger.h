@@ -4,12 +4,12 @@
 // trip on the worker's event loop, no thread waits.
 //
 // Keys (prefix --redis-prefix, default "llmp:"):
-//   <p>b:<scope><id>:<slot>               bucket: hash {l level, t last ms};
-//                                         expires once it would be full again
-//   <p>w:<scope><id>:<slot>:<start>       window: hash {s spent, c claimed,
-//                                         k:<claim> amount}; expires at the
-//                                         window's end
-//   <p>w:<scope><id>:<slot>:<start>:l     its claims' leases: zset claim → expiry
+//   <p>b:<scope><id>:<slot>               bucket: "<level>:<last ms>"; expires
+//                                         once it would be full again
+//   <p>w:<scope><id>:<slot>:<start>       window: hash {s spent, c claimed};
+//                                         expires at the window's end
+//   <p>w:<scope><id>:<slot>:<start>:l     its live claims: zset of
+//                                         "<claim>:<amount>" → lease expiry
 //   <p>p:<scope><id>                      parallel: zset claim → lease expiry
 // Leases make the claims of an instance that died expire: each gate renews
 // its requests' leases every lease/3 in one script call; expired claims are

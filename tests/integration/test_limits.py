@@ -81,6 +81,7 @@ class LimitsCase(unittest.TestCase):
         cls.ws.model("slow", "slow-1", "up")
         cls.ws.model("fast", "fast-1", "up")
         cls.ws.model("priced", "priced-1", "up", input_price=2.0, output_price=8.0)
+        cls.ws.model("priced2", "priced-1", "up", input_price=2.0, output_price=8.0)
         cls.ws.model("stream", "stream-1", "up")
         cls.names = 0
 
@@ -363,6 +364,59 @@ class RedisFaultsTest(LimitsCase):
         self.assertEqual(r.status, 200)
         self.assertLess(time.monotonic() - t0, 5)
         held.abort()
+
+
+class PlansTest(LimitsCase):
+    """Plans: assignments take the plan's limits, their own override them, and
+    a plan update reaches a running serve."""
+
+    def test_plan_limits_overrides_and_live_update(self):
+        self.ws.cli("plan", "add", "--name", "tier", "--rph", "2", "--max-parallel", "8")
+        on_plan = self.key("fast", plan="tier")
+        own = self.key("fast", plan="tier", rph=3)
+        serve, = self.serves(1, shared=False)
+
+        def chat(key):
+            return request(serve.port, "POST", "/v1/chat/completions", chat_body("fast"), key=key)
+
+        for key, allowed in ((on_plan, 2), (own, 3)):
+            for _ in range(allowed):
+                self.assertEqual(chat(key).status, 200)
+            r = chat(key)
+            self.assertRefused(r, "rate_limit_exceeded")
+            self.assertIn(f"{allowed} requests per hour", r.json()["error"]["message"])
+        self.ws.cli("plan", "update", "tier", "--rph", "4")
+        t0 = time.monotonic()
+        wait_until(lambda: chat(on_plan).status == 200, 5, interval=0.05,
+                   message="the plan's new limit in the running serve")
+        self.assertLess(time.monotonic() - t0, 2.0)
+        self.assertEqual(chat(on_plan).status, 200)  # 4 in this hour now
+        self.assertRefused(chat(on_plan), "rate_limit_exceeded")
+        self.assertRefused(chat(own), "rate_limit_exceeded")  # its own 3 still apply
+
+    def test_reserve_tokens_per_assignment(self):
+        key = self.key("fast", token_limit=1000, reserve_tokens=200)
+        serve, = self.serves(1, shared=False)
+        r = request(serve.port, "POST", "/v1/chat/completions", chat_body("fast", "x"), key=key)
+        self.assertEqual(r.status, 200, r.body)
+        remaining = int(r.header("x-ratelimit-remaining-tokens"))
+        self.assertLess(remaining, 1000 - 200)
+        self.assertGreater(remaining, 1000 - 200 - 50)
+
+    def test_key_budget_spans_the_keys_models(self):
+        # One key on two priced models ($0.00402 a request), a cap of $0.01 for both.
+        type(self).names += 1
+        key, _ = self.ws.vkey(f"team{self.names}", model_id=["priced", "priced2"],
+                              key_budget=0.01, key_budget_window="month")
+        serve, = self.serves(1, shared=False)
+        for model in ("priced", "priced2", "priced"):  # the third gets the $0.00196 left
+            r = request(serve.port, "POST", "/v1/chat/completions",
+                        chat_body(model, "x", max_tokens=500), key=key)
+            self.assertEqual(r.status, 200, (model, r.body))
+        r = request(serve.port, "POST", "/v1/chat/completions",
+                    chat_body("priced2", "x", max_tokens=500), key=key)
+        self.assertRefused(r, "budget_exceeded")
+        self.assertIn("across its models", r.json()["error"]["message"])
 
 
 if __name__ == "__main__":
