@@ -42,6 +42,13 @@ CLI::App* add_command(CLI::App* parent, Context& ctx, const std::string& name,
 
 // Output.
 void print_json(const nlohmann::ordered_json& doc);
+// A JSON array of the items, each shaped by `shape`.
+template <class T, class Shape>
+nlohmann::ordered_json json_array(const std::vector<T>& items, Shape shape) {
+  nlohmann::ordered_json arr = nlohmann::ordered_json::array();
+  for (const T& item : items) arr.push_back(shape(item));
+  return arr;
+}
 // Aligned columns; null cells print as "-".
 void print_table(const std::vector<std::string>& header,
                  const std::vector<std::vector<std::string>>& rows);
@@ -55,6 +62,7 @@ void add_connection_commands(CLI::App& app, Context& ctx);
 void add_model_commands(CLI::App& app, Context& ctx);
 void add_vkey_commands(CLI::App& app, Context& ctx);
 void add_assignment_commands(CLI::App& app, Context& ctx);
+void add_plan_commands(CLI::App& app, Context& ctx);
 void add_usage_command(CLI::App& app, Context& ctx);
 void add_admin_commands(CLI::App& app, Context& ctx);
 void add_serve_command(CLI::App& app, Context& ctx);

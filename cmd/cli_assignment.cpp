@@ -1,14 +1,18 @@
-// llm-proxy assignment add | list | update | remove
+// llm-proxy assignment add | list | update | remove,
+// llm-proxy plan add | list | show | update | remove
 #include <iostream>
 
 #include "cmd/cli.h"
-#include "lib/domain/json.h"
 #include "lib/ops/ops.h"
 
 namespace llmproxy::cli {
 
-void add_limit_options(CLI::App* cmd, ops::LimitsSpec& limits);  // cli_vkey.cpp
-std::string describe_limits(const Assignment& a);
+// cli_vkey.cpp
+void add_limit_options(CLI::App* cmd, ops::LimitsSpec& limits);
+void add_plan_option(CLI::App* cmd, ops::LimitsSpec& limits);
+std::string describe_limits(const Limits& l);
+std::string describe_limits(const Assignment& a, const ops::PlanIndex& plans);
+std::string target_of(const Assignment& a);
 
 namespace {
 
@@ -19,59 +23,84 @@ struct AssignmentFlags {
   std::string id;
 };
 
+struct PlanFlags {
+  ops::PlanSpec spec;
+  std::string ref;
+  bool force = false;
+};
+
+void print_assignments(Context& ctx, const std::vector<Assignment>& all) {
+  if (ctx.json) return print_json(ops::assignments_json(ctx.store(), all));
+  ops::PlanIndex plans = ops::plan_index(ctx.store());
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& a : all) {
+    rows.push_back(
+        {std::to_string(a.id), std::to_string(a.vkey_id), target_of(a), describe_limits(a, plans)});
+  }
+  print_table({"ID", "VKEY_ID", "TARGET", "LIMITS"}, rows);
+}
+
+void print_plans(Context& ctx, const std::vector<ops::PlanView>& all) {
+  if (ctx.json) return print_json(json_array(all, ops::plan_json));
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& p : all) {
+    std::string limits = describe_limits(p.plan.limits);
+    rows.push_back({std::to_string(p.plan.id), p.plan.name, limits.empty() ? "unlimited" : limits,
+                    std::to_string(p.assignments)});
+  }
+  print_table({"ID", "NAME", "LIMITS", "ASSIGNMENTS"}, rows);
+}
+
 }  // namespace
 
 void add_assignment_commands(CLI::App& app, Context& ctx) {
   auto f = std::make_shared<AssignmentFlags>();
-  CLI::App* group = app.add_subcommand("assignment", "Grant keys connections or models, with limits");
+  CLI::App* group =
+      app.add_subcommand("assignment", "Grant keys connections or models, with limits");
   group->require_subcommand(1);
 
   auto print_one = [&ctx](const Assignment& a) {
-    if (ctx.json) print_json(to_json(a));
-    else print_fields(to_json(a));
+    auto j = ops::assignment_json(a, ops::plan_index(ctx.store()));
+    if (ctx.json)
+      print_json(j);
+    else
+      print_fields(j);
   };
 
   CLI::App* add = add_command(
       group, ctx, "add", "Grant a key a connection or a model; prints the assignment id",
       "  llm-proxy assignment add --vkey-id Mobile-App --model-id gemini-flash --tps 5\n"
-      "  llm-proxy assignment add --vkey-id 2 --conn-id openai --token-limit 1000000 --token-window month\n",
-      [&ctx, f] {
+      "  llm-proxy assignment add --vkey-id 2 --conn-id openai --token-limit 1000000 "
+      "--token-window month\n"
+      "  llm-proxy assignment add --vkey-id 2 --model-id gpt-4o --plan free --rpm 20\n",
+      [&ctx, f, print_one] {
         if (!f->vkey) throw CLI::RequiredError("--vkey-id");
         Assignment a = ops::create_assignment(ctx.store(), *f->vkey, f->target, f->limits);
-        if (ctx.json) print_json(to_json(a));
-        else std::cout << a.id << "\n";
+        if (ctx.json)
+          print_one(a);
+        else
+          std::cout << a.id << "\n";
       });
   add_string(add, "--vkey-id", f->vkey, "Virtual key (id or name)");
   add_string(add, "--conn-id", f->target.conn, "Connection (id or name)");
   add_string(add, "--model-id", f->target.model, "Model (id or name)");
   add_limit_options(add, f->limits);
+  add_plan_option(add, f->limits);
 
   CLI::App* list = add_command(
       group, ctx, "list", "List assignments", "  llm-proxy assignment list --vkey-id Mobile-App\n",
-      [&ctx, f] {
-        auto all = ops::list_assignments(ctx.store(), f->vkey);
-        if (ctx.json) {
-          nlohmann::ordered_json arr = nlohmann::ordered_json::array();
-          for (const auto& a : all) arr.push_back(to_json(a));
-          return print_json(arr);
-        }
-        std::vector<std::vector<std::string>> rows;
-        for (const auto& a : all) {
-          rows.push_back({std::to_string(a.id), std::to_string(a.vkey_id),
-                          a.conn_id ? "connection " + std::to_string(*a.conn_id)
-                                    : "model " + std::to_string(*a.model_id),
-                          describe_limits(a)});
-        }
-        print_table({"ID", "VKEY_ID", "TARGET", "LIMITS"}, rows);
-      });
+      [&ctx, f] { print_assignments(ctx, ops::list_assignments(ctx.store(), f->vkey)); });
   add_string(list, "--vkey-id", f->vkey, "Only this key's assignments (id or name)");
 
   CLI::App* update = add_command(
-      group, ctx, "update", "Change an assignment's limits (0 removes a limit)",
-      "  llm-proxy assignment update 4 --tps 10 --rpm 0\n",
+      group, ctx, "update", "Change an assignment's limits or plan (0 removes a limit)",
+      "  llm-proxy assignment update 4 --tps 10 --rpm 0\n"
+      "  llm-proxy assignment update 4 --plan premium\n"
+      "  llm-proxy assignment update 4 --plan none\n",
       [&ctx, f, print_one] { print_one(ops::update_assignment(ctx.store(), f->id, f->limits)); });
   update->add_option("assignment", f->id, "Assignment id")->required();
   add_limit_options(update, f->limits);
+  add_plan_option(update, f->limits);
 
   CLI::App* remove = add_command(group, ctx, "remove", "Remove an assignment",
                                  "  llm-proxy assignment remove 4\n", [&ctx, f] {
@@ -79,6 +108,66 @@ void add_assignment_commands(CLI::App& app, Context& ctx) {
                                    if (ctx.json) print_json({{"removed", f->id}});
                                  });
   remove->add_option("assignment", f->id, "Assignment id")->required();
+}
+
+void add_plan_commands(CLI::App& app, Context& ctx) {
+  auto f = std::make_shared<PlanFlags>();
+  CLI::App* group = app.add_subcommand("plan", "Manage plans: named limit sets for assignments");
+  group->require_subcommand(1);
+  group->footer(
+      "\nExamples:\n"
+      "  llm-proxy plan add --name free --rpm 10 --token-limit 10000 --token-window day\n"
+      "  llm-proxy vkey add --name trial --model-id gpt-4o-mini --plan free\n");
+
+  auto print_one = [&ctx](const ops::PlanView& p) {
+    if (ctx.json)
+      print_json(ops::plan_json(p));
+    else
+      print_fields(ops::plan_json(p));
+  };
+
+  CLI::App* add = add_command(
+      group, ctx, "add", "Create a plan; prints its id",
+      "  llm-proxy plan add --name free --rpm 10 --token-limit 10000 --token-window day\n"
+      "  llm-proxy plan add --name standard --rpm 60 --budget 50 --budget-window month "
+      "--max-parallel 4\n",
+      [&ctx, f, print_one] {
+        ops::PlanView p = ops::create_plan(ctx.store(), f->spec);
+        if (ctx.json)
+          print_one(p);
+        else
+          std::cout << p.plan.id << "\n";
+      });
+  add_string(add, "--name", f->spec.name, "Name, e.g. free");
+  add_limit_options(add, f->spec.limits);
+
+  add_command(group, ctx, "list", "List plans and how many assignments use each",
+              "  llm-proxy plan list\n",
+              [&ctx] { print_plans(ctx, ops::list_plans(ctx.store())); });
+
+  CLI::App* show =
+      add_command(group, ctx, "show", "Show a plan", "  llm-proxy plan show free\n",
+                  [&ctx, f, print_one] { print_one(ops::get_plan(ctx.store(), f->ref)); });
+  show->add_option("plan", f->ref, "Id or name")->required();
+
+  CLI::App* update = add_command(
+      group, ctx, "update",
+      "Rename a plan or change its limits (0 removes a limit); applies to every assignment on it",
+      "  llm-proxy plan update free --rpm 20 --token-limit 0\n",
+      [&ctx, f, print_one] { print_one(ops::update_plan(ctx.store(), f->ref, f->spec)); });
+  update->add_option("plan", f->ref, "Id or name")->required();
+  add_string(update, "--name", f->spec.name, "New name");
+  add_limit_options(update, f->spec.limits);
+
+  CLI::App* remove = add_command(
+      group, ctx, "remove", "Remove a plan (in use: only with --force, which detaches it)",
+      "  llm-proxy plan remove free\n  llm-proxy plan remove free --force\n", [&ctx, f] {
+        ops::remove_plan(ctx.store(), f->ref, f->force);
+        if (ctx.json) print_json({{"removed", f->ref}});
+      });
+  remove->add_option("plan", f->ref, "Id or name")->required();
+  remove->add_flag("--force", f->force,
+                   "Also when assignments use it: they keep only their own limits");
 }
 
 }  // namespace llmproxy::cli

@@ -3,6 +3,7 @@
 
 #include "cmd/cli.h"
 #include "lib/domain/json.h"
+#include "lib/domain/time.h"
 #include "lib/ops/ops.h"
 
 namespace llmproxy::cli {
@@ -14,17 +15,46 @@ std::string fixed(double v, int digits) {
   return buf;
 }
 
+std::string applies_to(const ops::BudgetStatus& b) {
+  if (b.scope == ops::BudgetStatus::Scope::kKey) return "key";
+  return "assignment " + std::to_string(*b.assignment_id) + " (" +
+         (b.conn_id ? "connection " + std::to_string(*b.conn_id)
+                    : "model " + std::to_string(*b.model_id)) +
+         ")";
+}
+
+// usage --budgets: every budget that applies and what its window has spent.
+void print_budgets(Context& ctx, const std::optional<std::string>& vkey) {
+  auto all = ops::budget_status(ctx.store(), vkey, now_ms());
+  if (ctx.json) return print_json(json_array(all, ops::budget_json));
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& b : all) {
+    auto j = ops::budget_json(b);
+    rows.push_back({b.vkey_name, applies_to(b), b.plan.value_or("-"),
+                    std::string(to_string(b.window)), cell(j["window_start"]), fixed(b.budget, 2),
+                    fixed(b.spent, 6), fixed(b.remaining(), 6)});
+  }
+  print_table(
+      {"KEY", "APPLIES_TO", "PLAN", "WINDOW", "SINCE", "BUDGET_USD", "SPENT_USD", "REMAINING_USD"},
+      rows);
+}
+
 }  // namespace
 
 void add_usage_command(CLI::App& app, Context& ctx) {
   auto spec = std::make_shared<ops::UsageSpec>();
   auto limit = std::make_shared<std::optional<std::int64_t>>();
+  auto budgets = std::make_shared<bool>(false);
   CLI::App* usage = add_command(
-      &app, ctx, "usage", "Show usage records, or totals grouped by day, model, key or connection",
+      &app, ctx, "usage",
+      "Show usage records, totals grouped by day, model, key or connection, or spend against "
+      "budgets",
       "  llm-proxy usage --since 24h\n"
       "  llm-proxy usage --by day --since 2026-11-01\n"
-      "  llm-proxy usage --vkey-id Mobile-App --by model --json\n",
-      [&ctx, spec, limit] {
+      "  llm-proxy usage --vkey-id Mobile-App --by model --json\n"
+      "  llm-proxy usage --budgets\n",
+      [&ctx, spec, limit, budgets] {
+        if (*budgets) return print_budgets(ctx, spec->vkey);
         if (*limit) {
           if (**limit < 0) throw CLI::ValidationError("--limit", "must be >= 0");
           spec->limit = static_cast<std::size_t>(**limit);
@@ -70,10 +100,20 @@ void add_usage_command(CLI::App& app, Context& ctx) {
                     rows);
       });
   add_string(usage, "--vkey-id", spec->vkey, "Only this key (id or name)");
-  add_string(usage, "--since", spec->since, "From this time (YYYY-MM-DD[THH:MM:SSZ]) or 24h, 7d ago");
+  add_string(usage, "--since", spec->since,
+             "From this time (YYYY-MM-DD[THH:MM:SSZ]) or 24h, 7d ago");
   add_string(usage, "--until", spec->until, "Up to (not including) this time");
   add_string(usage, "--by", spec->by, "Group totals by day, model, key or connection");
-  add_int(usage, "--limit", *limit, "Most records to list (default 100; 0 = all)");
+  CLI::Option* limit_opt =
+      add_int(usage, "--limit", *limit, "Most records to list (default 100; 0 = all)");
+  // Budget windows are the budgets' own: no time range or grouping applies.
+  usage
+      ->add_flag("--budgets", *budgets,
+                 "Spend in the current window of every budget (assignment, plan and key-wide)")
+      ->excludes("--since")
+      ->excludes("--until")
+      ->excludes("--by")
+      ->excludes(limit_opt);
 }
 
 }  // namespace llmproxy::cli

@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   cli::add_model_commands(app, ctx);
   cli::add_vkey_commands(app, ctx);
   cli::add_assignment_commands(app, ctx);
+  cli::add_plan_commands(app, ctx);
   cli::add_usage_command(app, ctx);
   cli::add_admin_commands(app, ctx);
   cli::add_serve_command(app, ctx);

@@ -81,7 +81,7 @@ std::map<std::string, std::string> parse_query(std::string_view q) {
 }
 
 // The request body as a JSON object whose fields are all known.
-Json body_object(const ApiRequest& req, std::initializer_list<const char*> known) {
+Json body_object(const ApiRequest& req, const std::vector<const char*>& known) {
   if (req.body.empty()) return Json::object();
   Json j = Json::parse(req.body, nullptr, false);
   if (j.is_discarded()) fail(400, "invalid_request", "the request body is not valid JSON");
@@ -148,13 +148,43 @@ std::optional<std::string> param(const std::map<std::string, std::string>& query
   return it->second;
 }
 
+// The fields of a limit set (LimitsSpec), as in the JSON of assignments and plans.
+const std::vector<const char*> kLimitFields = {
+    "tps",          "rpm",    "rph",           "rpd",          "token_limit",
+    "token_window", "budget", "budget_window", "max_parallel", "reserve_tokens"};
+// The key-wide limits (VkeySpec).
+const std::vector<const char*> kKeyLimitFields = {"key_budget", "key_budget_window",
+                                                  "key_token_limit", "key_token_window"};
+
+std::vector<const char*> fields(std::vector<const char*> own,
+                                std::initializer_list<const std::vector<const char*>*> more) {
+  for (const auto* list : more) own.insert(own.end(), list->begin(), list->end());
+  return own;
+}
+
+// Limits of an assignment or a plan; "plan" is read only where it is known
+// (body_object refuses it elsewhere).
 ops::LimitsSpec limits_of(const Json& j) {
   ops::LimitsSpec l;
   l.tps = number(j, "tps");
   l.rpm = integer(j, "rpm");
+  l.rph = integer(j, "rph");
+  l.rpd = integer(j, "rpd");
   l.token_limit = integer(j, "token_limit");
   l.token_window = text(j, "token_window");
+  l.budget = number(j, "budget");
+  l.budget_window = text(j, "budget_window");
+  l.max_parallel = integer(j, "max_parallel");
+  l.reserve_tokens = integer(j, "reserve_tokens");
+  l.plan = ref(j, "plan");
   return l;
+}
+
+void key_limits_of(const Json& j, ops::VkeySpec& s) {
+  s.key_budget = number(j, "key_budget");
+  s.key_budget_window = text(j, "key_budget_window");
+  s.key_token_limit = integer(j, "key_token_limit");
+  s.key_token_window = text(j, "key_token_window");
 }
 
 ops::ConnectionSpec connection_spec(const ApiRequest& req) {
@@ -216,10 +246,19 @@ Json array_of(const std::vector<T>& items) {
   return arr;
 }
 
-Json vkeys_json(const std::vector<ops::VkeyView>& views) {
+Json vkeys_json(storage::Store& store, const std::vector<ops::VkeyView>& views) {
+  ops::PlanIndex plans = ops::plan_index(store);
   Json arr = Json::array();
-  for (const auto& v : views) arr.push_back(ops::vkey_json(v));
+  for (const auto& v : views) arr.push_back(ops::vkey_json(v, plans));
   return arr;
+}
+
+Json vkey_json(storage::Store& store, const ops::VkeyView& v) {
+  return ops::vkey_json(v, ops::plan_index(store));
+}
+
+Json assignment_json(storage::Store& store, const Assignment& a) {
+  return ops::assignment_json(a, ops::plan_index(store));
 }
 
 const Json kNoContent = nullptr;
@@ -272,39 +311,50 @@ ApiResponse models(storage::Store& store, const ApiRequest& req,
   fail(405, "invalid_request", m + " is not allowed here");
 }
 
+ops::VkeySpec vkey_create_spec(const ApiRequest& req) {
+  Json j = body_object(req, fields({"name", "key", "expires", "conn_id", "model_id", "plan"},
+                                   {&kLimitFields, &kKeyLimitFields}));
+  ops::VkeySpec s;
+  s.name = text(j, "name");
+  s.key = text(j, "key");
+  s.expires = text(j, "expires");
+  for (const auto& c : refs(j, "conn_id")) s.targets.push_back({c, std::nullopt});
+  for (const auto& mo : refs(j, "model_id")) s.targets.push_back({std::nullopt, mo});
+  s.limits = limits_of(j);
+  key_limits_of(j, s);
+  return s;
+}
+
+// PATCH: name, expiry and key-wide limits, and enabled, each only when given.
+ApiResponse vkey_patch(storage::Store& store, const ApiRequest& req, const std::string& ref) {
+  Json j = body_object(req, fields({"name", "expires", "enabled"}, {&kKeyLimitFields}));
+  ops::VkeySpec s;
+  s.name = text(j, "name");
+  s.expires = text(j, "expires");
+  key_limits_of(j, s);
+  std::optional<bool> enabled;
+  if (j.contains("enabled")) {
+    if (!j["enabled"].is_boolean()) fail(400, "invalid_request", "'enabled' must be true or false");
+    enabled = j["enabled"].get<bool>();
+  }
+  std::optional<ops::VkeyView> v;
+  store.transaction([&] {
+    if (s.name || s.expires || s.any_key_limit()) v = ops::update_vkey(store, ref, s);
+    if (enabled) v = ops::set_vkey_enabled(store, ref, *enabled);
+  });
+  return ok(vkey_json(store, v ? *v : ops::get_vkey(store, ref)));
+}
+
 ApiResponse vkeys(storage::Store& store, const ApiRequest& req,
                   const std::vector<std::string>& seg) {
   const std::string& m = req.method;
   if (seg.size() == 1) {
-    if (m == "GET") return ok(vkeys_json(ops::list_vkeys(store)));
-    if (m == "POST") {
-      Json j = body_object(req, {"name", "key", "expires", "conn_id", "model_id", "tps", "rpm",
-                                 "token_limit", "token_window"});
-      ops::VkeySpec s;
-      s.name = text(j, "name");
-      s.key = text(j, "key");
-      s.expires = text(j, "expires");
-      for (const auto& c : refs(j, "conn_id")) s.targets.push_back({c, std::nullopt});
-      for (const auto& mo : refs(j, "model_id")) s.targets.push_back({std::nullopt, mo});
-      s.limits = limits_of(j);
-      return ok(ops::vkey_json(ops::create_vkey(store, s)), 201);
-    }
+    if (m == "GET") return ok(vkeys_json(store, ops::list_vkeys(store)));
+    if (m == "POST")
+      return ok(vkey_json(store, ops::create_vkey(store, vkey_create_spec(req))), 201);
   } else if (seg.size() == 2) {
-    if (m == "GET") return ok(ops::vkey_json(ops::get_vkey(store, seg[1])));
-    if (m == "PATCH" || m == "PUT") {
-      Json j = body_object(req, {"name", "expires", "enabled"});
-      ops::VkeySpec s;
-      s.name = text(j, "name");
-      s.expires = text(j, "expires");
-      std::optional<ops::VkeyView> v;
-      if (s.name || s.expires) v = ops::update_vkey(store, seg[1], s);
-      if (j.contains("enabled")) {
-        if (!j["enabled"].is_boolean())
-          fail(400, "invalid_request", "'enabled' must be true or false");
-        v = ops::set_vkey_enabled(store, seg[1], j["enabled"].get<bool>());
-      }
-      return ok(ops::vkey_json(v ? *v : ops::get_vkey(store, seg[1])));
-    }
+    if (m == "GET") return ok(vkey_json(store, ops::get_vkey(store, seg[1])));
+    if (m == "PATCH" || m == "PUT") return vkey_patch(store, req, seg[1]);
     if (m == "DELETE") {
       ops::remove_vkey(store, seg[1]);
       return ok(kNoContent, 204);
@@ -312,10 +362,10 @@ ApiResponse vkeys(storage::Store& store, const ApiRequest& req,
   } else if (seg.size() == 3 && m == "POST") {
     if (seg[2] == "rotate") {
       Json j = body_object(req, {"key"});
-      return ok(ops::vkey_json(ops::rotate_vkey(store, seg[1], text(j, "key"))));
+      return ok(vkey_json(store, ops::rotate_vkey(store, seg[1], text(j, "key"))));
     }
     if (seg[2] == "enable" || seg[2] == "disable")
-      return ok(ops::vkey_json(ops::set_vkey_enabled(store, seg[1], seg[2] == "enable")));
+      return ok(vkey_json(store, ops::set_vkey_enabled(store, seg[1], seg[2] == "enable")));
   }
   fail(405, "invalid_request", m + " is not allowed here");
 }
@@ -325,19 +375,21 @@ ApiResponse assignments(storage::Store& store, const ApiRequest& req,
                         const std::map<std::string, std::string>& query) {
   const std::string& m = req.method;
   if (seg.size() == 1) {
-    if (m == "GET") return ok(array_of(ops::list_assignments(store, param(query, "vkey_id"))));
+    if (m == "GET")
+      return ok(
+          ops::assignments_json(store, ops::list_assignments(store, param(query, "vkey_id"))));
     if (m == "POST") {
-      Json j = body_object(
-          req, {"vkey_id", "conn_id", "model_id", "tps", "rpm", "token_limit", "token_window"});
+      Json j =
+          body_object(req, fields({"vkey_id", "conn_id", "model_id", "plan"}, {&kLimitFields}));
       std::optional<std::string> vkey = ref(j, "vkey_id");
       if (!vkey) fail(400, "invalid_request", "'vkey_id' is required");
       ops::Target t{ref(j, "conn_id"), ref(j, "model_id")};
-      return ok(to_json(ops::create_assignment(store, *vkey, t, limits_of(j))), 201);
+      return ok(assignment_json(store, ops::create_assignment(store, *vkey, t, limits_of(j))), 201);
     }
   } else if (seg.size() == 2) {
     if (m == "PATCH" || m == "PUT") {
-      Json j = body_object(req, {"tps", "rpm", "token_limit", "token_window"});
-      return ok(to_json(ops::update_assignment(store, seg[1], limits_of(j))));
+      Json j = body_object(req, fields({"plan"}, {&kLimitFields}));
+      return ok(assignment_json(store, ops::update_assignment(store, seg[1], limits_of(j))));
     }
     if (m == "DELETE") {
       ops::remove_assignment(store, seg[1]);
@@ -345,6 +397,45 @@ ApiResponse assignments(storage::Store& store, const ApiRequest& req,
     }
   }
   fail(405, "invalid_request", m + " is not allowed here");
+}
+
+ops::PlanSpec plan_spec(const ApiRequest& req) {
+  Json j = body_object(req, fields({"name"}, {&kLimitFields}));
+  return {text(j, "name"), limits_of(j)};
+}
+
+Json plans_json(const std::vector<ops::PlanView>& views) {
+  Json arr = Json::array();
+  for (const auto& v : views) arr.push_back(ops::plan_json(v));
+  return arr;
+}
+
+ApiResponse plans(storage::Store& store, const ApiRequest& req, const std::vector<std::string>& seg,
+                  const std::map<std::string, std::string>& query) {
+  const std::string& m = req.method;
+  if (seg.size() == 1) {
+    if (m == "GET") return ok(plans_json(ops::list_plans(store)));
+    if (m == "POST") return ok(ops::plan_json(ops::create_plan(store, plan_spec(req))), 201);
+  } else if (seg.size() == 2) {
+    if (m == "GET") return ok(ops::plan_json(ops::get_plan(store, seg[1])));
+    if (m == "PATCH" || m == "PUT")
+      return ok(ops::plan_json(ops::update_plan(store, seg[1], plan_spec(req))));
+    if (m == "DELETE") {
+      ops::remove_plan(store, seg[1], flag(query, "force"));
+      return ok(kNoContent, 204);
+    }
+  }
+  fail(405, "invalid_request", m + " is not allowed here");
+}
+
+// Spend against every budget that applies (`?vkey_id=` for one key).
+ApiResponse budgets(storage::Store& store, const ApiRequest& req,
+                    const std::map<std::string, std::string>& query) {
+  if (req.method != "GET") fail(405, "invalid_request", req.method + " is not allowed here");
+  Json arr = Json::array();
+  for (const auto& b : ops::budget_status(store, param(query, "vkey_id"), now_ms()))
+    arr.push_back(ops::budget_json(b));
+  return ok(arr);
 }
 
 ApiResponse usage(storage::Store& store, const ApiRequest& req,
@@ -453,6 +544,8 @@ ApiResponse route(storage::Store& store, const ApiRequest& req, Role role) {
   if (what == "models") return models(store, req, seg, query);
   if (what == "vkeys") return vkeys(store, req, seg);
   if (what == "assignments") return assignments(store, req, seg, query);
+  if (what == "plans") return plans(store, req, seg, query);
+  if (what == "budgets" && seg.size() == 1) return budgets(store, req, query);
   if (what == "usage" && seg.size() == 1) return usage(store, req, query);
   if (what == "slow" && seg.size() == 1) return slow(store, req, query);
   if (what == "users") return users(store, req, seg);

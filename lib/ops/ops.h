@@ -4,6 +4,7 @@
 // throw llmproxy::Error whose kind decides the exit code / HTTP status.
 #pragma once
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -48,8 +49,8 @@ std::vector<Connection> list_connections(Store& store);
 struct ModelSpec {
   std::optional<std::string> name;
   std::optional<std::string> remote;
-  std::optional<std::string> conn;  // id or name
-  std::optional<double> input_price;   // negative never valid; NaN never given
+  std::optional<std::string> conn;    // id or name
+  std::optional<double> input_price;  // negative never valid; NaN never given
   std::optional<double> output_price;
 };
 
@@ -61,15 +62,28 @@ std::vector<ProviderModel> list_models(Store& store, const std::optional<std::st
 
 // ---- virtual keys and assignments ----------------------------------------------
 
-// Limits as given on the command line. For update, an unset field keeps its
-// value and 0 removes the limit.
+// Limits as given on the command line (or the admin API). Counts and USD
+// amounts must be >= 0; 0 means "no limit", so on update it removes one (on an
+// assignment with a plan, the plan's value then applies again). Windows are
+// minute, hour, day, month or total.
 struct LimitsSpec {
   std::optional<double> tps;
   std::optional<std::int64_t> rpm;
+  std::optional<std::int64_t> rph;
+  std::optional<std::int64_t> rpd;
   std::optional<std::int64_t> token_limit;
   std::optional<std::string> token_window;
+  std::optional<double> budget;  // USD
+  std::optional<std::string> budget_window;
+  std::optional<std::int64_t> max_parallel;
+  std::optional<std::int64_t> reserve_tokens;
+  // Assignments only: the plan (id or name); "none" detaches on update.
+  std::optional<std::string> plan;
 
-  bool any() const { return tps || rpm || token_limit || token_window; }
+  bool any() const {
+    return tps || rpm || rph || rpd || token_limit || token_window || budget || budget_window ||
+           max_parallel || reserve_tokens || plan;
+  }
 };
 
 // What an assignment grants: exactly one of conn and model (id or name).
@@ -80,10 +94,19 @@ struct Target {
 
 struct VkeySpec {
   std::optional<std::string> name;
-  std::optional<std::string> key;  // given by the operator; generated when unset
+  std::optional<std::string> key;      // given by the operator; generated when unset
   std::optional<std::string> expires;  // date/time; "never" clears on update
   std::vector<Target> targets;
   LimitsSpec limits;  // applied to every target
+  // Limits of the whole key, across its assignments (same rules as LimitsSpec).
+  std::optional<std::int64_t> key_token_limit;
+  std::optional<std::string> key_token_window;
+  std::optional<double> key_budget;  // USD
+  std::optional<std::string> key_budget_window;
+
+  bool any_key_limit() const {
+    return key_token_limit || key_token_window || key_budget || key_budget_window;
+  }
 };
 
 struct VkeyView {
@@ -97,9 +120,26 @@ std::string generate_key();
 // Short non-secret reminder of a key: a few leading and trailing characters.
 std::string key_hint(std::string_view key);
 
-// The CLI's --json and the admin API's shape of a key with its assignments
-// ("key" only right after create or rotate).
-nlohmann::ordered_json vkey_json(const VkeyView& v);
+// The limit fields of a limit set, as assignments and plans show them: tps,
+// rpm, rph, rpd, token_limit, token_window, budget, budget_window,
+// max_parallel, reserve_tokens (null where unset).
+nlohmann::ordered_json limits_json(const Limits& l);
+
+// Every plan by id: what assignment JSON needs to name an assignment's plan
+// and show the limits that apply.
+using PlanIndex = std::map<Id, Plan>;
+PlanIndex plan_index(Store& store);
+
+// The CLI's --json and the admin API's shape of an assignment: its own limits
+// as stored, "plan" (the plan's name or null) and "effective" (own limits over
+// the plan's: what serve enforces).
+nlohmann::ordered_json assignment_json(const Assignment& a, const PlanIndex& plans);
+// A JSON array of assignments.
+nlohmann::ordered_json assignments_json(Store& store, const std::vector<Assignment>& list);
+
+// The CLI's --json and the admin API's shape of a key with its key-wide
+// limits and its assignments ("key" only right after create or rotate).
+nlohmann::ordered_json vkey_json(const VkeyView& v, const PlanIndex& plans);
 
 VkeyView create_vkey(Store& store, const VkeySpec& spec);
 VkeyView update_vkey(Store& store, std::string_view ref, const VkeySpec& spec);
@@ -114,6 +154,31 @@ Assignment create_assignment(Store& store, std::string_view vkey_ref, const Targ
 Assignment update_assignment(Store& store, std::string_view id, const LimitsSpec& limits);
 void remove_assignment(Store& store, std::string_view id);
 std::vector<Assignment> list_assignments(Store& store, const std::optional<std::string>& vkey_ref);
+
+// ---- plans -----------------------------------------------------------------------
+// Named limit sets that assignments refer to (`--plan`); an assignment's own
+// limits override its plan's, field by field (effective_limits).
+
+struct PlanSpec {
+  std::optional<std::string> name;
+  LimitsSpec limits;  // `plan` must be unset: plans do not nest
+};
+
+struct PlanView {
+  Plan plan;
+  std::size_t assignments = 0;  // how many assignments use it
+};
+
+PlanView create_plan(Store& store, const PlanSpec& spec);
+PlanView update_plan(Store& store, std::string_view ref, const PlanSpec& spec);
+// Refuses (kConflict) while assignments use it, unless force: then they are
+// detached and keep only their own limits.
+void remove_plan(Store& store, std::string_view ref, bool force);
+PlanView get_plan(Store& store, std::string_view ref);
+std::vector<PlanView> list_plans(Store& store);  // by name
+
+// id, name, the limit fields (as on assignments), assignments, times.
+nlohmann::ordered_json plan_json(const PlanView& p);
 
 // ---- admin users -------------------------------------------------------------------
 // People who sign in to the admin API / dashboard. Only a PBKDF2 hash of the
@@ -158,5 +223,31 @@ struct UsageSpec {
 
 storage::UsageQuery usage_query(Store& store, const UsageSpec& spec);
 std::optional<storage::UsageGroupBy> usage_group_by(const UsageSpec& spec);
+
+// One dollar budget that applies, with what its current window has spent
+// (the cost of the usage records since the window began).
+struct BudgetStatus {
+  enum class Scope { kAssignment, kKey };
+  Scope scope = Scope::kAssignment;
+  Id vkey_id = 0;
+  std::string vkey_name;
+  std::optional<Id> assignment_id;  // kAssignment only
+  std::optional<Id> conn_id;
+  std::optional<Id> model_id;
+  std::optional<std::string> plan;  // set when the budget is the plan's
+  double budget = 0;
+  TokenWindow window = TokenWindow::kMonth;
+  TimeMs window_start = 0;
+  std::optional<TimeMs> window_end;  // unset for total
+  double spent = 0;
+
+  double remaining() const { return budget > spent ? budget - spent : 0; }
+};
+
+// Every budget of every key (or of one key: id or name): assignment budgets,
+// own or from their plan, then the key-wide budget; keys by name.
+std::vector<BudgetStatus> budget_status(Store& store, const std::optional<std::string>& vkey,
+                                        TimeMs now);
+nlohmann::ordered_json budget_json(const BudgetStatus& b);
 
 }  // namespace llmproxy::ops

@@ -34,6 +34,12 @@ VirtualKey resolve_vkey(storage::Store& s, std::string_view ref) {
       [&](std::string_view n) { return s.find_vkey(n); });
 }
 
+Plan resolve_plan(storage::Store& s, std::string_view ref) {
+  return resolve<Plan>(
+      "plan", ref, [&](Id id) { return s.get_plan(id); },
+      [&](std::string_view n) { return s.find_plan(n); });
+}
+
 Assignment resolve_assignment(storage::Store& s, std::string_view id) {
   if (!looks_like_id(id)) throw invalid("assignment id '" + std::string(id) + "' must be a number");
   return resolve<Assignment>(

@@ -13,5 +13,6 @@ Connection resolve_connection(storage::Store& store, std::string_view ref);
 ProviderModel resolve_model(storage::Store& store, std::string_view ref);
 VirtualKey resolve_vkey(storage::Store& store, std::string_view ref);
 Assignment resolve_assignment(storage::Store& store, std::string_view id);
+Plan resolve_plan(storage::Store& store, std::string_view ref);
 
 }  // namespace llmproxy::ops

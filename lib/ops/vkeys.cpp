@@ -1,10 +1,10 @@
 // vkey add | update | enable | disable | rotate | remove | show | list,
-// assignment add | update | remove | list
+// assignment add | update | remove | list, plan add | update | remove | show |
+// list: the keys and the limits they carry.
 #include <algorithm>
 
 #include "lib/crypto/hash.h"
 #include "lib/domain/error.h"
-#include "lib/domain/json.h"
 #include "lib/domain/time.h"
 #include "lib/ops/ops.h"
 #include "lib/ops/resolve.h"
@@ -14,6 +14,11 @@ namespace llmproxy::ops {
 namespace {
 
 constexpr std::int64_t kDayMs = 86'400'000;
+
+template <class T>
+nlohmann::ordered_json opt(const std::optional<T>& v) {
+  return v ? nlohmann::ordered_json(*v) : nlohmann::ordered_json(nullptr);
+}
 
 void check_key(std::string_view key) {
   if (key.size() < 8 || key.size() > 256) throw invalid("--key must be 8 to 256 characters long");
@@ -31,38 +36,69 @@ std::optional<TimeMs> parse_expiry(std::string_view text) {
   return text.size() == 10 ? *t + kDayMs : *t;
 }
 
+// 0 means "no limit", so a limit can be removed again with update.
+void set_count(const char* flag, const std::optional<std::int64_t>& given,
+               std::optional<std::int64_t>& field) {
+  if (!given) return;
+  if (*given < 0) throw invalid(std::string(flag) + " must be >= 0");
+  field = *given > 0 ? given : std::nullopt;
+}
+
+void set_amount(const char* flag, const std::optional<double>& given,
+                std::optional<double>& field) {
+  if (!given) return;
+  check_non_negative(flag, *given);
+  field = *given > 0 ? given : std::nullopt;
+}
+
+void set_window(const char* flag, const std::optional<std::string>& given, TokenWindow& field) {
+  if (!given) return;
+  auto w = parse_token_window(*given);
+  if (!w)
+    throw invalid(std::string(flag) + " must be minute, hour, day, month or total, not '" + *given +
+                  "'");
+  field = *w;
+}
+
 void apply_limits(Limits& l, const LimitsSpec& s) {
-  // 0 means "no limit", so a limit can be removed again with update.
-  if (s.tps) {
-    check_non_negative("--tps", *s.tps);
-    l.tps = *s.tps > 0 ? std::optional(*s.tps) : std::nullopt;
-  }
-  auto count = [](const char* flag, const std::optional<std::int64_t>& given,
-                  std::optional<std::int64_t>& field) {
-    if (!given) return;
-    if (*given < 0) throw invalid(std::string(flag) + " must be >= 0");
-    field = *given > 0 ? given : std::nullopt;
-  };
-  count("--rpm", s.rpm, l.rpm);
-  count("--token-limit", s.token_limit, l.token_limit);
-  if (s.token_window) {
-    auto w = parse_token_window(*s.token_window);
-    if (!w)
-      throw invalid("--token-window must be minute, hour, day, month or total, not '" +
-                    *s.token_window + "'");
-    l.token_window = *w;
-  }
+  set_amount("--tps", s.tps, l.tps);
+  set_count("--rpm", s.rpm, l.rpm);
+  set_count("--rph", s.rph, l.rph);
+  set_count("--rpd", s.rpd, l.rpd);
+  set_count("--token-limit", s.token_limit, l.token_limit);
+  set_window("--token-window", s.token_window, l.token_window);
+  set_amount("--budget", s.budget, l.budget);
+  set_window("--budget-window", s.budget_window, l.budget_window);
+  set_count("--max-parallel", s.max_parallel, l.max_parallel);
+  set_count("--reserve-tokens", s.reserve_tokens, l.reserve_tokens);
+}
+
+void apply_key_limits(KeyLimits& l, const VkeySpec& s) {
+  set_count("--key-token-limit", s.key_token_limit, l.token_limit);
+  set_window("--key-token-window", s.key_token_window, l.token_window);
+  set_amount("--key-budget", s.key_budget, l.budget);
+  set_window("--key-budget-window", s.key_budget_window, l.budget_window);
+}
+
+// "none" detaches the plan (a plan can never be named so).
+void apply_plan(Store& store, std::optional<Id>& plan_id, const std::optional<std::string>& given) {
+  if (!given) return;
+  if (*given == "none")
+    plan_id.reset();
+  else
+    plan_id = resolve_plan(store, *given).id;
 }
 
 // An assignment of the target with the limits, for a key yet to be named:
 // resolved and validated, nothing written.
-Assignment plan_assignment(Store& store, const Target& target, const LimitsSpec& limits) {
+Assignment prepare_assignment(Store& store, const Target& target, const LimitsSpec& limits) {
   if (target.conn.has_value() == target.model.has_value())
     throw invalid("an assignment needs exactly one of --conn-id and --model-id");
   Assignment a;
   if (target.conn) a.conn_id = resolve_connection(store, *target.conn).id;
   if (target.model) a.model_id = resolve_model(store, *target.model).id;
   apply_limits(a.limits, limits);
+  apply_plan(store, a.plan_id, limits.plan);
   return a;
 }
 
@@ -79,7 +115,7 @@ void check_not_assigned(const std::vector<Assignment>& existing, const Assignmen
 
 Assignment make_assignment(Store& store, Id vkey_id, const Target& target,
                            const LimitsSpec& limits) {
-  Assignment a = plan_assignment(store, target, limits);
+  Assignment a = prepare_assignment(store, target, limits);
   a.vkey_id = vkey_id;
   check_not_assigned(store.list_assignments(vkey_id), a);
   return a;
@@ -120,6 +156,7 @@ VkeyView create_vkey(Store& store, const VkeySpec& spec) {
     k.expires_at = parse_expiry(*spec.expires);
     if (k.expires_at && *k.expires_at <= now_ms()) throw invalid("--expires is in the past");
   }
+  apply_key_limits(k.limits, spec);
   VkeyView out;
   store.transaction([&] {
     if (store.find_vkey(k.name))
@@ -130,7 +167,7 @@ VkeyView create_vkey(Store& store, const VkeySpec& spec) {
     // after the fact (MongoDB without transactions).
     std::vector<Assignment> planned;
     for (const Target& t : spec.targets) {
-      Assignment a = plan_assignment(store, t, spec.limits);
+      Assignment a = prepare_assignment(store, t, spec.limits);
       check_not_assigned(planned, a);
       planned.push_back(a);
     }
@@ -155,6 +192,7 @@ VkeyView update_vkey(Store& store, std::string_view ref, const VkeySpec& spec) {
       k.name = *spec.name;
     }
     if (spec.expires) k.expires_at = parse_expiry(*spec.expires);
+    apply_key_limits(k.limits, spec);
     store.update_vkey(k);
     out = view(store, *store.get_vkey(k.id));
   });
@@ -226,6 +264,7 @@ Assignment update_assignment(Store& store, std::string_view id, const LimitsSpec
   store.transaction([&] {
     a = resolve_assignment(store, id);
     apply_limits(a.limits, limits);
+    apply_plan(store, a.plan_id, limits.plan);
     store.update_assignment(a);
     a = *store.get_assignment(a.id);
   });
@@ -242,12 +281,170 @@ std::vector<Assignment> list_assignments(Store& store, const std::optional<std::
   return store.list_assignments(vkey_id);
 }
 
-nlohmann::ordered_json vkey_json(const VkeyView& v) {
-  nlohmann::ordered_json j = to_json(v.vkey);
+nlohmann::ordered_json limits_json(const Limits& l) {
+  return {
+      {"tps", opt(l.tps)},
+      {"rpm", opt(l.rpm)},
+      {"rph", opt(l.rph)},
+      {"rpd", opt(l.rpd)},
+      {"token_limit", opt(l.token_limit)},
+      {"token_window", to_string(l.token_window)},
+      {"budget", opt(l.budget)},
+      {"budget_window", to_string(l.budget_window)},
+      {"max_parallel", opt(l.max_parallel)},
+      {"reserve_tokens", opt(l.reserve_tokens)},
+  };
+}
+
+PlanIndex plan_index(Store& store) {
+  PlanIndex out;
+  for (Plan& p : store.list_plans()) out.emplace(p.id, std::move(p));
+  return out;
+}
+
+nlohmann::ordered_json assignment_json(const Assignment& a, const PlanIndex& plans) {
+  const Plan* plan = nullptr;
+  if (a.plan_id) {
+    auto it = plans.find(*a.plan_id);
+    if (it != plans.end()) plan = &it->second;
+  }
+  nlohmann::ordered_json j = {
+      {"id", a.id},
+      {"vkey_id", a.vkey_id},
+      {"conn_id", opt(a.conn_id)},
+      {"model_id", opt(a.model_id)},
+      {"plan", plan ? nlohmann::ordered_json(plan->name) : nlohmann::ordered_json(nullptr)},
+  };
+  nlohmann::ordered_json own = limits_json(a.limits);
+  for (const auto& [field, value] : own.items()) j[field] = value;
+  j["effective"] = limits_json(effective_limits(a.limits, plan ? &plan->limits : nullptr));
+  j["created_at"] = format_time(a.created_at);
+  j["updated_at"] = format_time(a.updated_at);
+  return j;
+}
+
+nlohmann::ordered_json assignments_json(Store& store, const std::vector<Assignment>& list) {
+  PlanIndex plans = plan_index(store);
+  nlohmann::ordered_json arr = nlohmann::ordered_json::array();
+  for (const Assignment& a : list) arr.push_back(assignment_json(a, plans));
+  return arr;
+}
+
+nlohmann::ordered_json vkey_json(const VkeyView& v, const PlanIndex& plans) {
+  const VirtualKey& k = v.vkey;
+  nlohmann::ordered_json j = {
+      {"id", k.id},
+      {"name", k.name},
+      {"key_hint", k.key_hint},
+      {"enabled", k.enabled},
+      {"expires", k.expires_at ? nlohmann::ordered_json(format_time(*k.expires_at))
+                               : nlohmann::ordered_json(nullptr)},
+      {"key_budget", opt(k.limits.budget)},
+      {"key_budget_window", to_string(k.limits.budget_window)},
+      {"key_token_limit", opt(k.limits.token_limit)},
+      {"key_token_window", to_string(k.limits.token_window)},
+      {"created_at", format_time(k.created_at)},
+      {"updated_at", format_time(k.updated_at)},
+  };
   if (!v.key.empty()) j["key"] = v.key;
   nlohmann::ordered_json grants = nlohmann::ordered_json::array();
-  for (const auto& a : v.assignments) grants.push_back(to_json(a));
+  for (const auto& a : v.assignments) grants.push_back(assignment_json(a, plans));
   j["assignments"] = grants;
+  return j;
+}
+
+// ---- plans -----------------------------------------------------------------------
+
+namespace {
+
+void check_plan_spec(const PlanSpec& spec) {
+  if (spec.limits.plan) throw invalid("--plan does not apply to a plan: plans do not nest");
+  if (!spec.name) return;
+  check_name("plan name", *spec.name);
+  if (*spec.name == "none")
+    throw invalid("plan name 'none' is reserved: `--plan none` detaches a plan");
+}
+
+void check_plan_name_free(Store& store, const Plan& p) {
+  if (auto other = store.find_plan(p.name); other && other->id != p.id)
+    throw conflict("a plan named '" + p.name + "' already exists");
+}
+
+std::size_t assignments_on(const std::vector<Assignment>& all, Id plan_id) {
+  return static_cast<std::size_t>(std::count_if(
+      all.begin(), all.end(), [&](const Assignment& a) { return a.plan_id == plan_id; }));
+}
+
+PlanView plan_view(Store& store, Plan p) {
+  std::size_t n = assignments_on(store.list_assignments(), p.id);
+  return {std::move(p), n};
+}
+
+}  // namespace
+
+PlanView create_plan(Store& store, const PlanSpec& spec) {
+  if (!spec.name) throw invalid("--name is required");
+  check_plan_spec(spec);
+  Plan p;
+  p.name = *spec.name;
+  apply_limits(p.limits, spec.limits);
+  PlanView out;
+  store.transaction([&] {
+    check_plan_name_free(store, p);
+    out = plan_view(store, *store.get_plan(store.insert_plan(p)));
+  });
+  return out;
+}
+
+PlanView update_plan(Store& store, std::string_view ref, const PlanSpec& spec) {
+  check_plan_spec(spec);
+  PlanView out;
+  store.transaction([&] {
+    Plan p = resolve_plan(store, ref);
+    if (spec.name) p.name = *spec.name;
+    apply_limits(p.limits, spec.limits);
+    check_plan_name_free(store, p);
+    store.update_plan(p);
+    out = plan_view(store, *store.get_plan(p.id));
+  });
+  return out;
+}
+
+void remove_plan(Store& store, std::string_view ref, bool force) {
+  store.transaction([&] {
+    PlanView v = plan_view(store, resolve_plan(store, ref));
+    if (v.assignments > 0 && !force)
+      throw conflict("plan '" + v.plan.name + "' is used by " + std::to_string(v.assignments) +
+                     " assignment(s); pass --force to detach them and remove it");
+    store.delete_plan(v.plan.id);  // detaches its assignments
+  });
+}
+
+PlanView get_plan(Store& store, std::string_view ref) {
+  return plan_view(store, resolve_plan(store, ref));
+}
+
+std::vector<PlanView> list_plans(Store& store) {
+  std::vector<PlanView> out;
+  store.transaction([&] {
+    std::vector<Assignment> all = store.list_assignments();
+    for (Plan& p : store.list_plans()) {
+      std::size_t n = assignments_on(all, p.id);
+      out.push_back({std::move(p), n});
+    }
+  });
+  std::sort(out.begin(), out.end(),
+            [](const PlanView& a, const PlanView& b) { return a.plan.name < b.plan.name; });
+  return out;
+}
+
+nlohmann::ordered_json plan_json(const PlanView& v) {
+  nlohmann::ordered_json j = {{"id", v.plan.id}, {"name", v.plan.name}};
+  nlohmann::ordered_json limits = limits_json(v.plan.limits);
+  for (const auto& [field, value] : limits.items()) j[field] = value;
+  j["assignments"] = v.assignments;
+  j["created_at"] = format_time(v.plan.created_at);
+  j["updated_at"] = format_time(v.plan.updated_at);
   return j;
 }
 

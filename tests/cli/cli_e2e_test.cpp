@@ -407,7 +407,7 @@ class Cli : public ::testing::Test {
       return s;
     }
     bool pg = on_postgres();
-    for (const char* table : {"meta", "connections", "models", "vkeys", "assignments",
+    for (const char* table : {"meta", "connections", "models", "vkeys", "plans", "assignments",
                               "admin_users", "usage_records", "schema_migrations"}) {
       s += std::string("[") + table + "]\n";
       std::string sql = pg ? std::string("SELECT t::text FROM ") + table + " t ORDER BY 1"
@@ -498,7 +498,7 @@ class Cli : public ::testing::Test {
       return false;
     }
     if (on_postgres()) {  // every row of every table, as text
-      for (const char* table : {"meta", "connections", "models", "vkeys", "assignments",
+      for (const char* table : {"meta", "connections", "models", "vkeys", "plans", "assignments",
                                 "usage_records", "schema_migrations", "admin_users"}) {
         for (const auto& row : query(db_, std::string("SELECT t::text FROM ") + table + " t"))
           if (row[0].find(needle) != std::string::npos) return true;
@@ -1088,6 +1088,183 @@ TEST_F(VkeyCli, AssignmentLifecycle) {
   EXPECT_EQ(cli_json({"assignment", "list", "--vkey-id", other}).size(), 1u);
 }
 
+// ---- new limits, key-wide limits and plans ---------------------------------------------------
+
+// The limit fields of an assignment (or plan) JSON, for comparing limit sets.
+json limit_fields(const json& j) {
+  json out = json::object();
+  for (const char* f : {"tps", "rpm", "rph", "rpd", "token_limit", "token_window", "budget",
+                        "budget_window", "max_parallel", "reserve_tokens"})
+    out[f] = j[f];
+  return out;
+}
+
+TEST_F(VkeyCli, NewLimitFlagsOnAssignmentsAndKeys) {
+  json j = cli_json({"vkey",
+                     "add",
+                     "--name",
+                     "team",
+                     "--model-id",
+                     "m1",
+                     "--rph",
+                     "100",
+                     "--rpd",
+                     "1000",
+                     "--budget",
+                     "2.5",
+                     "--budget-window",
+                     "day",
+                     "--max-parallel",
+                     "3",
+                     "--reserve-tokens",
+                     "256",
+                     "--key-budget",
+                     "50",
+                     "--key-budget-window",
+                     "month",
+                     "--key-token-limit",
+                     "100000",
+                     "--key-token-window",
+                     "hour"});
+  ASSERT_EQ(j["assignments"].size(), 1u) << j.dump();
+  json a = j["assignments"][0];
+  EXPECT_EQ(a["rph"], 100);
+  EXPECT_EQ(a["rpd"], 1000);
+  EXPECT_DOUBLE_EQ(a["budget"].get<double>(), 2.5);
+  EXPECT_EQ(a["budget_window"], "day");
+  EXPECT_EQ(a["max_parallel"], 3);
+  EXPECT_EQ(a["reserve_tokens"], 256);
+  EXPECT_TRUE(a["plan"].is_null());
+  EXPECT_EQ(a["effective"], limit_fields(a)) << "without a plan its own limits apply";
+  EXPECT_DOUBLE_EQ(j["key_budget"].get<double>(), 50.0);
+  EXPECT_EQ(j["key_budget_window"], "month");
+  EXPECT_EQ(j["key_token_limit"], 100000);
+  EXPECT_EQ(j["key_token_window"], "hour");
+
+  // 0 removes a limit and keeps the others; windows stay as they were.
+  std::string id = std::to_string(a["id"].get<long long>());
+  json u = cli_json({"assignment", "update", id, "--rph", "0", "--budget", "0", "--rpd", "500"});
+  EXPECT_TRUE(u["rph"].is_null());
+  EXPECT_TRUE(u["budget"].is_null());
+  EXPECT_EQ(u["rpd"], 500);
+  EXPECT_EQ(u["max_parallel"], 3);
+  EXPECT_EQ(u["budget_window"], "day");
+  json k = cli_json({"vkey", "update", "team", "--key-budget", "0", "--key-token-limit", "5"});
+  EXPECT_TRUE(k["key_budget"].is_null());
+  EXPECT_EQ(k["key_token_limit"], 5);
+  EXPECT_EQ(k["key_token_window"], "hour");
+  EXPECT_EQ(k["name"], "team");
+
+  // Key-wide limits need no assignment; shown compactly in the listings.
+  json bare = cli_json({"vkey", "add", "--name", "bare", "--key-budget", "10"});
+  EXPECT_TRUE(bare["assignments"].empty());
+  EXPECT_DOUBLE_EQ(bare["key_budget"].get<double>(), 10.0);
+  RunResult list = cli({"vkey", "list"});
+  ASSERT_EQ(list.code, 0) << list;
+  EXPECT_NE(list.out.find("KEY_LIMITS"), std::string::npos) << list;
+  EXPECT_NE(list.out.find("budget=$10/month"), std::string::npos) << list;
+  RunResult grants = cli({"assignment", "list"});
+  EXPECT_NE(grants.out.find("rpd=500 parallel=3 reserve=256"), std::string::npos) << grants;
+}
+
+TEST_F(VkeyCli, PlanLifecycle) {
+  RunResult r = cli({"plan", "add", "--name", "free", "--rpm", "10", "--token-limit", "10000",
+                     "--token-window", "day", "--budget", "5", "--budget-window", "month"});
+  ASSERT_EQ(r.code, 0) << r;
+  ASSERT_EQ(lines(r.out).size(), 1u) << r;
+  std::string id = lines(r.out)[0];
+  ASSERT_TRUE(is_id(id)) << r;
+
+  json p = cli_json({"plan", "show", "free"});
+  EXPECT_EQ(p["id"], std::stoll(id));
+  EXPECT_EQ(p["name"], "free");
+  EXPECT_EQ(p["rpm"], 10);
+  EXPECT_EQ(p["token_limit"], 10000);
+  EXPECT_EQ(p["token_window"], "day");
+  EXPECT_DOUBLE_EQ(p["budget"].get<double>(), 5.0);
+  EXPECT_EQ(p["budget_window"], "month");
+  for (const char* unset : {"tps", "rph", "rpd", "max_parallel", "reserve_tokens"})
+    EXPECT_TRUE(p[unset].is_null()) << unset;
+  EXPECT_EQ(p["assignments"], 0);
+  EXPECT_EQ(cli_json({"plan", "show", id}), p);
+
+  json all = cli_json({"plan", "add", "--name", "premium", "--tps", "20", "--rph", "5000", "--rpd",
+                       "50000", "--max-parallel", "8", "--reserve-tokens", "2048"});
+  EXPECT_EQ(all["max_parallel"], 8);
+  json listed = cli_json({"plan", "list"});
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0]["name"], "free");
+  EXPECT_EQ(listed[1]["name"], "premium");
+  RunResult plain = cli({"plan", "list"});
+  EXPECT_NE(plain.out.find("rpm=10 tokens=10000/day budget=$5/month"), std::string::npos) << plain;
+
+  json u = cli_json(
+      {"plan", "update", "free", "--name", "starter", "--rpm", "20", "--token-limit", "0"});
+  EXPECT_EQ(u["name"], "starter");
+  EXPECT_EQ(u["rpm"], 20);
+  EXPECT_TRUE(u["token_limit"].is_null());
+  EXPECT_DOUBLE_EQ(u["budget"].get<double>(), 5.0);
+  expect_error(cli({"plan", "show", "free"}), 3, "free");
+
+  ASSERT_EQ(cli({"plan", "remove", "starter"}).code, 0);
+  ASSERT_EQ(cli({"plan", "remove", all["name"]}).code, 0);
+  EXPECT_TRUE(cli_json({"plan", "list"}).empty());
+}
+
+TEST_F(VkeyCli, AnAssignmentsOwnLimitsOverrideItsPlans) {
+  add({"plan", "add", "--name", "free", "--rpm", "10", "--token-limit", "10000", "--token-window",
+       "day", "--budget", "5", "--max-parallel", "2"});
+  json k = cli_json({"vkey", "add", "--name", "app", "--model-id", "m1", "--conn-id", "c2",
+                     "--plan", "free", "--rpm", "20"});
+  ASSERT_EQ(k["assignments"].size(), 2u) << k.dump();
+  for (const json& a : k["assignments"]) {
+    EXPECT_EQ(a["plan"], "free");
+    EXPECT_EQ(a["rpm"], 20);  // its own, as stored
+    EXPECT_TRUE(a["token_limit"].is_null());
+    const json& e = a["effective"];
+    EXPECT_EQ(e["rpm"], 20) << "the assignment's own value wins";
+    EXPECT_EQ(e["token_limit"], 10000) << "the plan's where it sets none";
+    EXPECT_EQ(e["token_window"], "day");
+    EXPECT_DOUBLE_EQ(e["budget"].get<double>(), 5.0);
+    EXPECT_EQ(e["max_parallel"], 2);
+  }
+  std::string a = std::to_string(k["assignments"][0]["id"].get<long long>());
+
+  // A plan change reaches every assignment on it.
+  cli_json({"plan", "update", "free", "--token-limit", "500", "--token-window", "hour"});
+  for (const json& g : cli_json({"assignment", "list", "--vkey-id", "app"})) {
+    EXPECT_EQ(g["effective"]["token_limit"], 500);
+    EXPECT_EQ(g["effective"]["token_window"], "hour");
+  }
+  EXPECT_EQ(cli_json({"plan", "show", "free"})["assignments"], 2);
+
+  // Detach with "none", attach by id.
+  json none = cli_json({"assignment", "update", a, "--plan", "none"});
+  EXPECT_TRUE(none["plan"].is_null());
+  EXPECT_EQ(none["effective"], limit_fields(none));
+  std::string plan_id = std::to_string(cli_json({"plan", "show", "free"})["id"].get<long long>());
+  EXPECT_EQ(cli_json({"assignment", "update", a, "--plan", plan_id})["plan"], "free");
+  json third = cli_json({"assignment", "add", "--vkey-id", "app", "--conn-id", "c1", "--plan",
+                         "free", "--budget", "1"});
+  EXPECT_DOUBLE_EQ(third["effective"]["budget"].get<double>(), 1.0);
+  RunResult shown = cli({"vkey", "show", "app"});
+  EXPECT_NE(shown.out.find("plan=free rpm=20"), std::string::npos) << shown;
+
+  // In use: refused, nothing changed; --force detaches, own limits stay.
+  std::string before = snapshot();
+  expect_error(cli({"plan", "remove", "free"}), 4, "free");
+  EXPECT_EQ(snapshot(), before);
+  ASSERT_EQ(cli({"plan", "remove", "free", "--force"}).code, 0);
+  json left = cli_json({"assignment", "list", "--vkey-id", "app"});
+  ASSERT_EQ(left.size(), 3u);
+  for (const json& g : left) {
+    EXPECT_TRUE(g["plan"].is_null());
+    EXPECT_EQ(g["effective"], limit_fields(g));
+  }
+  EXPECT_EQ(left[0]["rpm"], 20);
+  EXPECT_TRUE(cli_json({"plan", "list"}).empty());
+}
+
 // ---- usage -----------------------------------------------------------------------------------
 
 class UsageCli : public VkeyCli {
@@ -1100,7 +1277,7 @@ class UsageCli : public VkeyCli {
 
   void insert(std::int64_t ts, const std::string& request_id, const std::string& vkey_id,
               const std::string& vkey_name, const std::string& model, int status, double latency_ms,
-              int prompt, int completion, double cost) {
+              int prompt, int completion, double cost, const std::string& assignment_id = {}) {
     if (on_mongo()) {  // the document the backend writes, with an id from its counter
       auto i64 = [](std::int64_t v) { return json{{"$numberLong", std::to_string(v)}}; };
       auto dbl = [](double v) {
@@ -1115,7 +1292,8 @@ class UsageCli : public VkeyCli {
                     {"request_id", request_id},
                     {"vkey_id", i64(std::stoll(vkey_id))},
                     {"vkey_name", vkey_name},
-                    {"assignment_id", nullptr},
+                    {"assignment_id",
+                     assignment_id.empty() ? json(nullptr) : i64(std::stoll(assignment_id))},
                     {"model", model},
                     {"conn_id", i64(std::stoll(conn_))},
                     {"conn_name", "c1"},
@@ -1136,9 +1314,10 @@ class UsageCli : public VkeyCli {
     sql << "INSERT INTO usage_records (ts, request_id, vkey_id, vkey_name, assignment_id, model,"
            " conn_id, conn_name, status, latency_ms, ttft_ms, prompt_tokens, completion_tokens,"
            " cost) VALUES ("
-        << ts << ", '" << request_id << "', " << vkey_id << ", '" << vkey_name << "', NULL, '"
-        << model << "', " << conn_ << ", 'c1', " << status << ", " << latency_ms << ", NULL, "
-        << prompt << ", " << completion << ", " << cost << ")";
+        << ts << ", '" << request_id << "', " << vkey_id << ", '" << vkey_name << "', "
+        << (assignment_id.empty() ? "NULL" : assignment_id) << ", '" << model << "', " << conn_
+        << ", 'c1', " << status << ", " << latency_ms << ", NULL, " << prompt << ", " << completion
+        << ", " << cost << ")";
     query(db_, sql.str());
   }
 
@@ -1292,6 +1471,66 @@ TEST_F(UsageCli, SinceAcceptsADurationAgo) {
   EXPECT_EQ(cli_json({"usage"}).size(), 3u);
 }
 
+TEST_F(UsageCli, BudgetsShowSpendInTheCurrentWindow) {
+  std::string a1 =
+      std::to_string(cli_json({"vkey", "show", "k1"})["assignments"][0]["id"].get<long long>());
+  std::string a2 =
+      std::to_string(cli_json({"vkey", "show", "k2"})["assignments"][0]["id"].get<long long>());
+  add({"plan", "add", "--name", "paid", "--budget", "10"});  // per month
+  cli_json({"assignment", "update", a1, "--plan", "paid"});
+  cli_json({"vkey", "update", "k1", "--key-budget", "3", "--key-budget-window", "day"});
+  cli_json({"assignment", "update", a2, "--budget", "2", "--budget-window", "total"});
+  EXPECT_TRUE(cli_json({"usage", "--budgets", "--vkey-id", "k1"}).size() == 2u);
+
+  std::int64_t now = now_ms();
+  insert(now, "a1-now", k1_, "k1", "m1", 200, 10, 1, 1, 0.5, a1);
+  insert(now, "a1-now-2", k1_, "k1", "m1", 200, 10, 1, 1, 1.25, a1);
+  insert(now, "k1-unrouted", k1_, "k1", "m1", 404, 10, 0, 0, 0.25);  // the key's, no assignment
+  insert(now - 40 * 86400000LL, "a1-old", k1_, "k1", "m1", 200, 10, 1, 1, 100, a1);
+  insert(now - 400 * 86400000LL, "a2-old", k2_, "k2", "m1", 200, 10, 1, 1, 0.75, a2);
+  insert(now, "a2-now", k2_, "k2", "m1", 200, 10, 1, 1, 0.5, a2);
+
+  json b = cli_json({"usage", "--budgets"});
+  ASSERT_EQ(b.size(), 3u) << b.dump();
+  // k1's assignment: the plan's $10 per month; this month's records only.
+  EXPECT_EQ(b[0]["scope"], "assignment");
+  EXPECT_EQ(b[0]["vkey_name"], "k1");
+  EXPECT_EQ(b[0]["assignment_id"], std::stoll(a1));
+  EXPECT_EQ(b[0]["conn_id"], std::stoll(conn_));
+  EXPECT_EQ(b[0]["plan"], "paid");
+  EXPECT_EQ(b[0]["budget_window"], "month");
+  EXPECT_DOUBLE_EQ(b[0]["budget"].get<double>(), 10.0);
+  EXPECT_DOUBLE_EQ(b[0]["spent"].get<double>(), 1.75);
+  EXPECT_DOUBLE_EQ(b[0]["remaining"].get<double>(), 8.25);
+  ASSERT_TRUE(b[0]["window_start"].is_string());
+  EXPECT_TRUE(b[0]["window_start"].get<std::string>().ends_with("-01T00:00:00Z")) << b[0];
+  // k1 as a whole: $3 per day, every record of the key today.
+  EXPECT_EQ(b[1]["scope"], "key");
+  EXPECT_EQ(b[1]["vkey_name"], "k1");
+  EXPECT_TRUE(b[1]["assignment_id"].is_null());
+  EXPECT_TRUE(b[1]["plan"].is_null());
+  EXPECT_EQ(b[1]["budget_window"], "day");
+  EXPECT_DOUBLE_EQ(b[1]["spent"].get<double>(), 2.0);
+  EXPECT_DOUBLE_EQ(b[1]["remaining"].get<double>(), 1.0);
+  EXPECT_TRUE(b[1]["window_start"].get<std::string>().ends_with("T00:00:00Z")) << b[1];
+  // k2's own $2 in total: all its records, overspent.
+  EXPECT_EQ(b[2]["vkey_name"], "k2");
+  EXPECT_TRUE(b[2]["plan"].is_null());
+  EXPECT_EQ(b[2]["budget_window"], "total");
+  EXPECT_TRUE(b[2]["window_start"].is_null());
+  EXPECT_TRUE(b[2]["window_end"].is_null());
+  EXPECT_DOUBLE_EQ(b[2]["spent"].get<double>(), 1.25);
+  EXPECT_DOUBLE_EQ(b[2]["remaining"].get<double>(), 0.75);
+
+  json only = cli_json({"usage", "--budgets", "--vkey-id", "k2"});
+  ASSERT_EQ(only.size(), 1u);
+  EXPECT_EQ(only[0], b[2]);
+  RunResult plain = cli({"usage", "--budgets"});
+  ASSERT_EQ(plain.code, 0) << plain;
+  for (const char* text : {"REMAINING_USD", "paid", "8.250000", "1.000000", "total"})
+    EXPECT_NE(plain.out.find(text), std::string::npos) << text << "\n" << plain;
+}
+
 // ---- errors ------------------------------------------------------------------------------------
 
 struct ErrorCase {
@@ -1316,7 +1555,10 @@ class CliErrors : public Cli, public ::testing::WithParamInterface<ErrorCase> {
         add({"model", "add", "--name", "m1", "--remote", "r1", "--conn-id", "c1"}));
     ASSERT_NO_FATAL_FAILURE(add({"vkey", "add", "--name", "k1", "--key", "sk-existing-key-1",
                                  "--model-id", "m1", "--rpm", "10"}));
-    ASSERT_NO_FATAL_FAILURE(add({"vkey", "add", "--name", "k2", "--conn-id", "c2"}));
+    ASSERT_NO_FATAL_FAILURE(add({"plan", "add", "--name", "p1", "--rpm", "5"}));
+    ASSERT_NO_FATAL_FAILURE(add({"plan", "add", "--name", "p2", "--budget", "5"}));
+    ASSERT_NO_FATAL_FAILURE(
+        add({"vkey", "add", "--name", "k2", "--conn-id", "c2", "--plan", "p1"}));
   }
 };
 
@@ -1413,6 +1655,44 @@ const ErrorCase kErrorCases[] = {
     {"UsageSinceAfterUntil", Args{"usage", "--since", "2026-02-01", "--until", "2026-01-01"}, 2,
      ""},
     {"UsageNegativeLimit", Args{"usage", "--limit", "-1"}, 2, "--limit"},
+    {"NegativeRph", Args{"vkey", "add", "--name", "x", "--model-id", "m1", "--rph", "-1"}, 2,
+     "--rph"},
+    {"NegativeRpd", Args{"assignment", "update", "1", "--rpd", "-1"}, 2, "--rpd"},
+    {"NegativeBudget", Args{"vkey", "add", "--name", "x", "--model-id", "m1", "--budget", "-5"}, 2,
+     "--budget"},
+    {"NonNumericBudget", Args{"assignment", "update", "1", "--budget", "lots"}, 2, "lots"},
+    {"BadBudgetWindow",
+     Args{"vkey", "add", "--name", "x", "--model-id", "m1", "--budget-window", "weekly"}, 2,
+     "weekly"},
+    {"NegativeMaxParallel", Args{"assignment", "update", "1", "--max-parallel", "-2"}, 2,
+     "--max-parallel"},
+    {"FractionalMaxParallel", Args{"assignment", "update", "1", "--max-parallel", "1.5"}, 2, "1.5"},
+    {"NegativeReserveTokens",
+     Args{"assignment", "add", "--vkey-id", "k2", "--model-id", "m1", "--reserve-tokens", "-1"}, 2,
+     "--reserve-tokens"},
+    {"ValidRpmBadBudgetWindow",
+     Args{"assignment", "update", "1", "--rpm", "7", "--budget-window", "weekly"}, 2, "weekly"},
+    {"NegativeKeyBudget", Args{"vkey", "add", "--name", "x", "--key-budget", "-1"}, 2,
+     "--key-budget"},
+    {"BadKeyBudgetWindow", Args{"vkey", "update", "k1", "--key-budget-window", "weekly"}, 2,
+     "weekly"},
+    {"NegativeKeyTokenLimit", Args{"vkey", "update", "k1", "--key-token-limit", "-1"}, 2,
+     "--key-token-limit"},
+    {"RenameWithBadKeyTokenWindow",
+     Args{"vkey", "update", "k2", "--name", "renamed", "--key-token-window", "weekly"}, 2,
+     "weekly"},
+    {"PlanWithoutTarget", Args{"vkey", "add", "--name", "x", "--plan", "p1"}, 2, ""},
+    {"PlanMissingName", Args{"plan", "add", "--rpm", "5"}, 2, "--name"},
+    {"PlanAllDigitName", Args{"plan", "add", "--name", "42"}, 2, "42"},
+    {"PlanNamedNone", Args{"plan", "add", "--name", "none"}, 2, "none"},
+    {"PlanNegativeRpm", Args{"plan", "add", "--name", "x", "--rpm", "-1"}, 2, "--rpm"},
+    {"PlanUpdateBadWindow", Args{"plan", "update", "p1", "--token-window", "weekly"}, 2, "weekly"},
+    {"PlanUpdateNegativeBudget", Args{"plan", "update", "p2", "--name", "p3", "--budget", "-1"}, 2,
+     "--budget"},
+    {"PlansDoNotNest", Args{"plan", "add", "--name", "x", "--plan", "p1"}, 2, "--plan"},
+    {"PlanWithoutSubcommand", Args{"plan"}, 2, ""},
+    {"UsageBudgetsWithBy", Args{"usage", "--budgets", "--by", "day"}, 2, "--by"},
+    {"UsageBudgetsWithSince", Args{"usage", "--budgets", "--since", "24h"}, 2, "--since"},
     // Not found: 3.
     {"ShowMissingConnectionId", Args{"connection", "show", "999"}, 3, "999"},
     {"ShowMissingConnectionName", Args{"connection", "show", "nope"}, 3, "nope"},
@@ -1441,6 +1721,16 @@ const ErrorCase kErrorCases[] = {
     {"AssignmentUpdateMissing", Args{"assignment", "update", "999", "--rpm", "1"}, 3, "999"},
     {"AssignmentRemoveMissing", Args{"assignment", "remove", "999"}, 3, "999"},
     {"UsageMissingKey", Args{"usage", "--vkey-id", "nope"}, 3, "nope"},
+    {"UsageBudgetsMissingKey", Args{"usage", "--budgets", "--vkey-id", "nope"}, 3, "nope"},
+    {"ShowMissingPlan", Args{"plan", "show", "nope"}, 3, "nope"},
+    {"UpdateMissingPlan", Args{"plan", "update", "999", "--rpm", "1"}, 3, "999"},
+    {"RemoveMissingPlan", Args{"plan", "remove", "nope", "--force"}, 3, "nope"},
+    {"VkeyAddMissingPlan", Args{"vkey", "add", "--name", "x", "--model-id", "m1", "--plan", "nope"},
+     3, "nope"},
+    {"AssignmentAddMissingPlan",
+     Args{"assignment", "add", "--vkey-id", "k2", "--model-id", "m1", "--plan", "nope"}, 3, "nope"},
+    {"AssignmentUpdateMissingPlan",
+     Args{"assignment", "update", "1", "--rpm", "3", "--plan", "nope"}, 3, "nope"},
     // Conflicts: 4.
     {"DuplicateConnectionName", Args{"connection", "add", "--name", "c1", "--provider", "mock"}, 4,
      "c1"},
@@ -1458,6 +1748,9 @@ const ErrorCase kErrorCases[] = {
     {"RemoveModelUsedByAssignment", Args{"model", "remove", "m1"}, 4, "m1"},
     {"DuplicateAssignment", Args{"assignment", "add", "--vkey-id", "k1", "--model-id", "m1"}, 4,
      ""},
+    {"DuplicatePlanName", Args{"plan", "add", "--name", "p1"}, 4, "p1"},
+    {"RenamePlanToTakenName", Args{"plan", "update", "p2", "--name", "p1"}, 4, "p1"},
+    {"RemovePlanInUse", Args{"plan", "remove", "p1"}, 4, "p1"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cases, CliErrors, ::testing::ValuesIn(kErrorCases),
@@ -1513,7 +1806,8 @@ TEST_F(Cli, TopLevelHelp) {
   EXPECT_EQ(r.code, 0) << r;
   EXPECT_EQ(r.err, "");
   EXPECT_NE(r.out.find("Examples"), std::string::npos) << r;
-  for (const char* word : {"connection", "model", "vkey", "assignment", "usage", "--db", "--json"})
+  for (const char* word :
+       {"connection", "model", "vkey", "assignment", "plan", "usage", "--db", "--json"})
     EXPECT_NE(r.out.find(word), std::string::npos) << word << "\n" << r;
   EXPECT_FALSE(fs::exists(dir_ + "/llm-proxy.db")) << "--help opens no database";
 }
@@ -1523,6 +1817,7 @@ TEST_F(Cli, CommandHelpShowsExamples) {
                                             {"connection", "add", "--help"},
                                             {"model", "add", "--help"},
                                             {"assignment", "update", "--help"},
+                                            {"plan", "add", "--help"},
                                             {"usage", "--help"}}) {
     RunResult r = run(args, {}, dir_);
     EXPECT_EQ(r.code, 0) << r;
@@ -1530,8 +1825,26 @@ TEST_F(Cli, CommandHelpShowsExamples) {
     EXPECT_NE(r.out.find("llm-proxy " + args[0]), std::string::npos) << r;
   }
   RunResult vk = run({"vkey", "add", "--help"}, {}, dir_);
-  for (const char* flag : {"--name", "--key", "--conn-id", "--model-id", "--tps", "--rpm",
-                           "--token-limit", "--token-window", "--expires"})
+  for (const char* flag : {"--name",
+                           "--key",
+                           "--conn-id",
+                           "--model-id",
+                           "--tps",
+                           "--rpm",
+                           "--rph",
+                           "--rpd",
+                           "--token-limit",
+                           "--token-window",
+                           "--budget",
+                           "--budget-window",
+                           "--max-parallel",
+                           "--reserve-tokens",
+                           "--plan",
+                           "--key-budget",
+                           "--key-budget-window",
+                           "--key-token-limit",
+                           "--key-token-window",
+                           "--expires"})
     EXPECT_NE(vk.out.find(flag), std::string::npos) << flag << "\n" << vk;
   EXPECT_FALSE(fs::exists(dir_ + "/llm-proxy.db"));
 }
