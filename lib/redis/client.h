@@ -13,8 +13,10 @@
 // per command) or any transport error closes the connection and fails every
 // pending command with a transport failure; for retry_interval after that,
 // commands fail at once without touching the network, and the first command
-// after it connects again. Nothing is thrown for transport problems; error
-// replies (-ERR …) are replies of type kError.
+// after it connects again. The server closing a connection nothing is waiting
+// on (its idle timeout, a restart between commands) is not a failure: the
+// next command connects again at once. Nothing is thrown for transport
+// problems; error replies (-ERR …) are replies of type kError.
 //
 // Not thread-safe: use a Client only from the thread that runs its
 // io_context. Completions run inline on that thread when the reply (or the
@@ -22,7 +24,8 @@
 // whose callback is posted (never run inside the call). Destroying the Client
 // fails whatever is pending (callbacks and awaiting coroutines get a
 // transport failure, inside the destructor); nothing runs after that which
-// touches the Client. The Client must outlive the awaitables it returned.
+// touches the Client. The Client must outlive the awaitables it returned, and
+// go before its io_context.
 // Passwords never appear in a message, log line or Url::describe().
 #pragma once
 
@@ -126,6 +129,9 @@ class Result {
 
 using Callback = std::function<void(Result)>;
 
+template <class T>
+concept Arg = std::is_convertible_v<const T&, std::string_view>;
+
 // A view of some arguments, read only while the call it is passed to runs:
 // {key, "1"}, a std::vector<std::string>, a span of string_views.
 class ArgsView {
@@ -151,8 +157,8 @@ class ArgsView {
 
 // A command encoded once (RESP, by hiredis) into one buffer: built from
 // string_views without a std::string per argument, e.g.
-// co_await client.command({"INCRBY", key, "1"}). Empty (no arguments, or no
-// memory) is invalid: issuing it fails without sending anything.
+// client.send({"INCRBY", key, "1"}). Empty (no arguments, or no memory) is
+// invalid: issuing it fails without sending anything.
 class Command {
  public:
   Command() = default;  // invalid
@@ -198,8 +204,8 @@ struct Options {
   // NOSCRIPT fallback still covers a SCRIPT FLUSH on a live connection.)
   std::vector<Script> preload;
   // Called when healthy() changes: (false, why) on the first failure,
-  // (true, "connected to …") when a connection is up again after one. Runs
-  // inline; must not destroy the Client.
+  // (true, "<url>: connected") when a connection is ready again after one.
+  // Runs inline; must not destroy the Client.
   std::function<void(bool healthy, const std::string& message)> on_state_change;
 };
 
@@ -229,10 +235,9 @@ class Client {
   // co_await client.command("INCRBY", key, "1"): the form for coroutines, as
   // GCC 12 cannot compile a braced list inside a co_await expression ("array
   // used as initializer"): there, build a Command, vectors or spans first.
-  template <class... Args>
-  requires(sizeof...(Args) > 0 && (std::is_convertible_v<const Args&, std::string_view> &&
-                                   ...)) net::awaitable<Result> command(const Args&... args) {
-    const std::string_view views[] = {std::string_view(args)...};
+  template <Arg First, Arg... Rest>
+  net::awaitable<Result> command(const First& first, const Rest&... rest) {
+    const std::string_view views[] = {std::string_view(first), std::string_view(rest)...};
     return command(Command(ArgsView(std::span<const std::string_view>(views))));
   }
   // Fire-and-forget when `done` is empty.
