@@ -231,11 +231,12 @@ struct SharedLedger::Impl {
         up_ = up;
         limiter.report_shared(up, why);
       }
-      if (up) {
-        load_scripts();  // a restarted Redis has forgotten them
-        flush_retries();
-      }
+      if (up) flush_retries();
     };
+    // Loaded on every new connection, so that no EVALSHA meets NOSCRIPT and
+    // pays a second round trip: a settlement delayed that way could reach
+    // Redis after the client's next request, on another connection.
+    o.preload = {admit_script(), settle_script(), renew_script(), seed_script()};
     return o;
   }
 
@@ -340,14 +341,6 @@ struct SharedLedger::Impl {
     for (auto& p : again) send_settlement(std::move(p));
   }
 
-  // Loads the scripts ahead of their first use, so that no EVALSHA meets
-  // NOSCRIPT and pays a second round trip: a settlement delayed that way could
-  // reach Redis after the client's next request, on another connection.
-  void load_scripts() {
-    for (const redis::Script* s : {&admit_script(), &settle_script(), &renew_script()})
-      client.send({"SCRIPT", "LOAD", s->source()});
-  }
-
   // Brings Redis's windows up to what the usage records say they spent (a
   // Redis that is new, or lost its data, would otherwise start them afresh).
   void seed(const std::vector<SpentWindow>& spent) {
@@ -414,7 +407,6 @@ struct SharedLedger::Impl {
 SharedLedger::SharedLedger(Limiter& limiter, net::io_context& ioc)
     : impl_(std::make_unique<Impl>(limiter, ioc)) {
   impl_->client.send({"PING"});  // connect now: an unreachable Redis shows at once
-  impl_->load_scripts();
   impl_->seed(limiter.take_spent());
   impl_->renew_later();
 }
