@@ -1,5 +1,6 @@
 // The web dashboard (/admin/ on `llm-proxy serve`) in a real Chromium, driven
 // with playwright-core: sign-in, keys (create / shown once / disable / limits),
+// plans (create / edit / delete in use), key-wide limits and budgets,
 // models, connections, usage charts, slow requests, the playground streaming
 // from the mock provider (and from a held upstream, to see tokens arrive while
 // the stream is still open), a viewer's read-only view, and an expired
@@ -338,6 +339,93 @@ test('keys: create (shown once, copyable), see it listed, edit limits, disable',
   }
 });
 
+test('plans: create and edit one, a key on it with key-wide limits, budgets, delete in use', async () => {
+  const { page, context, assertClean } = await openPage();
+  try {
+    await signIn(page, ALICE);
+    await go(page, 'Plans');
+    await page.getByText('No plans yet.', { exact: false }).waitFor();
+    await page.getByRole('button', { name: 'Create plan' }).click();
+    const create = page.getByRole('dialog', { name: 'Create plan' });
+    await create.getByLabel('Name').fill('gold');
+    await create.getByLabel('Requests per minute (RPM)').fill('30');
+    await create.getByLabel('Budget (USD)', { exact: true }).fill('5');
+    await create.getByLabel('Budget window', { exact: true }).selectOption('day');
+    await create.getByRole('button', { name: 'Create plan' }).click();
+    const gold = page.getByRole('row').filter({ hasText: 'gold' });
+    await gold.getByText('30 rpm · $5.00/day').waitFor();
+    let stored = cli(['plan', 'show', 'gold']);
+    assert.equal(stored.rpm, 30);
+    assert.equal(stored.budget, 5);
+    assert.equal(stored.budget_window, 'day');
+
+    // Edit: a field emptied removes that limit.
+    await gold.getByRole('button', { name: 'Edit plan gold' }).click();
+    const edit = page.getByRole('dialog', { name: 'Edit plan gold' });
+    assert.equal(await edit.getByLabel('Requests per minute (RPM)').inputValue(), '30');
+    await edit.getByLabel('Requests per minute (RPM)').fill('');
+    await edit.getByLabel('Max parallel requests').fill('3');
+    await edit.getByRole('button', { name: 'Save plan' }).click();
+    await gold.getByText('$5.00/day · 3 parallel').waitFor();
+    stored = cli(['plan', 'show', 'gold']);
+    assert.equal(stored.rpm, null);
+    assert.equal(stored.max_parallel, 3);
+    await shot(page, 'plans');
+
+    // A key on the plan, with a limit of its grant's own and a key-wide budget.
+    await go(page, 'Keys');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    const key = page.getByRole('dialog', { name: 'Create key' });
+    await key.getByLabel('Name').fill('plan-key');
+    await key.getByLabel('Access to').selectOption({ label: 'echo' });
+    await key.getByLabel('Plan', { exact: true }).selectOption('gold');
+    await key.getByLabel('Requests per hour').fill('100');
+    await key.getByLabel('Key budget (USD)').fill('20');
+    await key.getByRole('button', { name: 'Create key' }).click();
+    const shown = page.getByRole('dialog', { name: 'Key created' });
+    await shown.getByRole('button', { name: 'Done' }).click();
+    await shown.waitFor({ state: 'detached' });
+    const row = page.getByRole('table', { name: 'Virtual keys' }).getByRole('row').filter({ hasText: 'plan-key' });
+    await row.getByText('plan gold · 100 req/hour').waitFor();
+    await row.getByText('whole key: $20.00/month').waitFor();
+    const k = cli(['vkey', 'show', 'plan-key']);
+    assert.equal(k.key_budget, 20);
+    assert.equal(k.assignments[0].plan, 'gold');
+    assert.equal(k.assignments[0].rph, 100);
+    assert.equal(k.assignments[0].effective.max_parallel, 3);
+
+    // Spend against both budgets: the plan's (per day) and the key's.
+    const budgets = page.getByRole('region', { name: 'Budgets' });
+    const spent = budgets.getByRole('row').filter({ hasText: 'plan-key' });
+    await eventually(async () => assert.equal(await spent.count(), 2), { message: 'two budget rows' });
+    await spent.filter({ hasText: 'plan gold' }).getByText('$5.00').first().waitFor();
+    await spent.filter({ hasText: 'the whole key' }).getByText('$20.00').first().waitFor();
+
+    await row.getByRole('button', { name: 'Edit key-wide limits of plan-key' }).click();
+    const keyLimits = page.getByRole('dialog', { name: 'Key-wide limits of plan-key' });
+    assert.equal(await keyLimits.getByLabel('Key budget (USD)').inputValue(), '20');
+    await keyLimits.getByLabel('Key token limit').fill('5000');
+    await keyLimits.getByRole('button', { name: 'Save key limits' }).click();
+    await row.getByText('whole key: $20.00/month · 5k tokens/day').waitFor();
+    assert.equal(cli(['vkey', 'show', 'plan-key']).key_token_limit, 5000);
+    await shot(page, 'keys-plans-budgets');
+
+    // Deleting a plan in use asks again, then detaches it.
+    await go(page, 'Plans');
+    await gold.getByRole('cell', { name: '1', exact: true }).waitFor();
+    await gold.getByRole('button', { name: 'Delete plan gold' }).click();
+    await page.getByRole('dialog', { name: 'Delete plan gold?' }).getByRole('button', { name: 'Delete plan' }).click();
+    await page.getByRole('dialog', { name: 'gold is in use' }).getByRole('button', { name: 'Detach and delete' }).click();
+    await gold.waitFor({ state: 'detached' });
+    assert.deepEqual(cli(['plan', 'list']), []);
+    assert.equal(cli(['vkey', 'show', 'plan-key']).assignments[0].plan, null);
+    cli(['plan', 'add', '--name', 'silver', '--rpm', '60']); // for the viewer's test
+    assertClean([/status of 409/]);
+  } finally {
+    await context.close();
+  }
+});
+
 test('models and connections: listed, and a model added from the page', async () => {
   const { page, context, assertClean } = await openPage();
   try {
@@ -506,6 +594,10 @@ test('a viewer sees everything but no write controls', async () => {
     await page.getByRole('row').filter({ hasText: 'playground-key' }).waitFor();
     assert.equal(await writes.count(), 0, 'no write buttons on Keys');
     await shot(page, 'viewer-keys');
+    await page.getByRole('region', { name: 'Budgets' }).waitFor();
+    await go(page, 'Plans');
+    await page.getByRole('row').filter({ hasText: 'silver' }).getByText('60 rpm').waitFor();
+    assert.equal(await writes.count(), 0, 'no write buttons on Plans');
     await go(page, 'Models');
     await page.getByRole('row').filter({ hasText: 'echo' }).first().waitFor();
     assert.equal(await writes.count(), 0, 'no write buttons on Models');

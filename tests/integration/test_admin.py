@@ -147,6 +147,120 @@ class AdminApiTest(unittest.TestCase):
         self.assertError(self.api("GET", "/connections/crud-m"), 404, "not_found")
         self.assertError(self.api("GET", "/models/crud-echo"), 404, "not_found")
 
+    def test_plans_and_the_new_limits_match_the_cli(self):
+        plan = self.ok("POST", "/plans", {"name": "api-free", "rpm": 10, "token_limit": 10000,
+                                          "token_window": "day", "budget": 5}, 201)
+        self.assertEqual((plan["name"], plan["rpm"], plan["token_limit"], plan["budget"],
+                          plan["budget_window"], plan["assignments"]),
+                         ("api-free", 10, 10000, 5, "month", 0))
+        for unset in ("tps", "rph", "rpd", "max_parallel", "reserve_tokens"):
+            self.assertIsNone(plan[unset], unset)
+        self.assertEqual(self.ok("GET", f"/plans/{plan['id']}"), self.ok("GET", "/plans/api-free"))
+        plan = self.ok("PATCH", "/plans/api-free", {"rpm": 20, "max_parallel": 2, "token_limit": 0})
+        self.assertEqual((plan["rpm"], plan["max_parallel"], plan["token_limit"]), (20, 2, None))
+
+        self.ok("POST", "/connections", {"name": "plan-m", "provider": "mock"}, 201)
+        self.ok("POST", "/models", {"name": "plan-echo", "remote": "e", "conn_id": "plan-m"}, 201)
+        key = self.ok("POST", "/vkeys", {"name": "plan-k", "model_id": "plan-echo",
+                                         "plan": "api-free", "rph": 100, "budget": 1.5,
+                                         "key_budget": 50, "key_budget_window": "day"}, 201)
+        grant = key["assignments"][0]
+        self.assertEqual((grant["plan"], grant["rph"], grant["rpm"], grant["budget"]),
+                         ("api-free", 100, None, 1.5))
+        self.assertEqual(grant["effective"]["rpm"], 20)  # the plan's, where it sets none
+        self.assertEqual(grant["effective"]["budget"], 1.5)  # its own wins
+        self.assertEqual(grant["effective"]["max_parallel"], 2)
+        self.assertEqual((key["key_budget"], key["key_budget_window"], key["key_token_limit"]),
+                         (50, "day", None))
+        key = self.ok("PATCH", "/vkeys/plan-k", {"key_token_limit": 1000,
+                                                 "key_token_window": "hour", "key_budget": 0})
+        self.assertEqual((key["key_token_limit"], key["key_token_window"], key["key_budget"]),
+                         (1000, "hour", None))
+        whole = self.ok("POST", "/assignments", {"vkey_id": "plan-k", "conn_id": "plan-m",
+                                                 "plan": plan["id"], "max_parallel": 4,
+                                                 "reserve_tokens": 64}, 201)
+        self.assertEqual((whole["plan"], whole["max_parallel"], whole["reserve_tokens"]),
+                         ("api-free", 4, 64))
+        detached = self.ok("PATCH", f"/assignments/{whole['id']}", {"plan": "none", "rpd": 5})
+        self.assertIsNone(detached["plan"])
+        self.assertEqual((detached["rpd"], detached["effective"]["rpm"]), (5, None))
+        self.assertEqual(self.ok("GET", "/plans/api-free")["assignments"], 1)
+
+        # The same JSON as the CLI's --json.
+        for path, args in (("/plans", ("plan", "list")), ("/vkeys", ("vkey", "list")),
+                           ("/assignments", ("assignment", "list")),
+                           ("/plans/api-free", ("plan", "show", "api-free"))):
+            with self.subTest(path=path):
+                self.assertEqual(without_times(self.ok("GET", path)),
+                                 without_times(self.ws.cli(*args)))
+
+        # In use: 409 and nothing changes; ?force=true detaches it.
+        self.assertError(self.api("DELETE", "/plans/api-free"), 409, "conflict")
+        self.assertEqual(self.ok("GET", "/assignments?vkey_id=plan-k")[0]["plan"], "api-free")
+        self.ok("DELETE", "/plans/api-free?force=true", status=204)
+        self.assertError(self.api("GET", "/plans/api-free"), 404, "not_found")
+        left = self.ok("GET", "/assignments?vkey_id=plan-k")
+        self.assertEqual([a["plan"] for a in left], [None, None])
+        self.assertEqual(sorted(a["rph"] or 0 for a in left), [0, 100])  # own limits stay
+
+    def test_bad_plan_input_is_refused_and_changes_nothing(self):
+        self.ok("POST", "/plans", {"name": "bad-p", "rpm": 1}, 201)
+        before = (self.ws.cli("plan", "list"), self.ws.cli("vkey", "list"))
+        cases = [
+            ("POST", "/plans", {"name": "x", "rpm": -1}, 400, "invalid_request"),
+            ("POST", "/plans", {"name": "x", "budget": "lots"}, 400, "invalid_request"),
+            ("POST", "/plans", {"name": "x", "plan": "bad-p"}, 400, "invalid_request"),
+            ("POST", "/plans", {"name": "none"}, 400, "invalid_request"),
+            ("POST", "/plans", {"rpm": 5}, 400, "invalid_request"),
+            ("POST", "/plans", {"name": "bad-p"}, 409, "conflict"),
+            ("PATCH", "/plans/bad-p", {"budget_window": "weekly"}, 400, "invalid_request"),
+            ("PATCH", "/plans/no-such", {"rpm": 1}, 404, "not_found"),
+            ("DELETE", "/plans/no-such", None, 404, "not_found"),
+            ("POST", "/vkeys", {"name": "x", "plan": "bad-p"}, 400, "invalid_request"),
+            ("POST", "/vkeys", {"name": "x", "key_budget": -1}, 400, "invalid_request"),
+            ("POST", "/vkeys", {"name": "x", "model_id": "nope", "plan": "bad-p"}, 404,
+             "not_found"),
+            ("PATCH", "/vkeys/no-such", {"key_budget": 1}, 404, "not_found"),
+            ("GET", "/budgets?vkey_id=no-such", None, 404, "not_found"),
+            ("POST", "/budgets", {}, 405, "invalid_request"),
+        ]
+        for method, path, body, status, type_ in cases:
+            with self.subTest(method=method, path=path, body=body):
+                self.assertError(self.api(method, path, body), status, type_)
+        self.assertEqual((self.ws.cli("plan", "list"), self.ws.cli("vkey", "list")), before)
+
+    def test_budgets_show_spend_from_the_usage_records(self):
+        self.ok("POST", "/connections", {"name": "bud-m", "provider": "mock"}, 201)
+        self.ok("POST", "/models", {"name": "bud-echo", "remote": "e", "conn_id": "bud-m",
+                                    "input_price": 1000, "output_price": 2000}, 201)
+        self.ok("POST", "/plans", {"name": "bud-plan", "budget": 100, "budget_window": "day"},
+                201)
+        created = self.ok("POST", "/vkeys", {"name": "bud-k", "model_id": "bud-echo",
+                                             "plan": "bud-plan", "key_budget": 500}, 201)
+        key, grant = created["key"], created["assignments"][0]["id"]
+        wait_until(lambda: self.serve.post("/v1/chat/completions", chat_body("bud-echo", "one"),
+                                           key=key).status == 200, RELOAD, message="the key")
+        self.assertEqual(self.serve.post("/v1/chat/completions",
+                                         chat_body("bud-echo", "two words"), key=key).status, 200)
+        records = wait_until(lambda: (lambda u: u if len(u) >= 2 else None)(
+            self.ok("GET", "/usage?vkey_id=bud-k&limit=0")), 5.0, message="2 usage records")
+        cost = sum(r["cost"] for r in records)
+        self.assertGreater(cost, 0)
+
+        budgets = self.ok("GET", "/budgets?vkey_id=bud-k")
+        self.assertEqual(budgets, self.ws.cli("usage", "--budgets", "--vkey-id", "bud-k"))
+        self.assertEqual([b["scope"] for b in budgets], ["assignment", "key"])
+        mine, whole = budgets
+        self.assertEqual((mine["assignment_id"], mine["plan"], mine["budget"],
+                          mine["budget_window"]), (grant, "bud-plan", 100, "day"))
+        self.assertEqual((whole["budget"], whole["budget_window"], whole["plan"]),
+                         (500, "month", None))
+        for b in budgets:
+            self.assertAlmostEqual(b["spent"], cost, places=9)
+            self.assertAlmostEqual(b["remaining"], b["budget"] - cost, places=9)
+            self.assertTrue(b["window_start"].endswith("T00:00:00Z"), b)
+        self.assertIn("bud-k", [b["vkey_name"] for b in self.ok("GET", "/budgets")])
+
     def test_bad_input_is_refused_and_changes_nothing(self):
         before = self.ws.cli("connection", "list")
         cases = [
@@ -278,12 +392,17 @@ class AdminUsersTest(unittest.TestCase):
         viewer = self.token("vera", self.VIEWER_PW)
         self.assertEqual(self.api("GET", "/me", token=viewer).json(),
                          {"username": "vera", "role": "viewer"})
-        for path in ("/connections", "/models", "/vkeys", "/assignments", "/usage", "/slow",
-                     "/users"):
+        for path in ("/connections", "/models", "/vkeys", "/assignments", "/plans", "/budgets",
+                     "/usage", "/slow", "/users"):
             with self.subTest(path=path):
                 self.assertEqual(self.api("GET", path, token=viewer).status, 200)
+        self.assertEqual(self.api("POST", "/plans", {"name": "v-p"}, token=admin).status, 201)
         before = self.api("GET", "/vkeys", token=admin).json()
+        plans = self.api("GET", "/plans", token=admin).json()
         for method, path, body in (("POST", "/vkeys", {"name": "v-k"}),
+                                   ("POST", "/plans", {"name": "v-p2"}),
+                                   ("PATCH", "/plans/v-p", {"rpm": 5}),
+                                   ("DELETE", "/plans/v-p?force=true", None),
                                    ("POST", "/connections", {"name": "v2", "provider": "mock"}),
                                    ("DELETE", "/connections/v-m", None),
                                    ("PATCH", "/connections/v-m", {"timeout": 5}),
@@ -292,6 +411,7 @@ class AdminUsersTest(unittest.TestCase):
             with self.subTest(method=method, path=path):
                 self.assertError(self.api(method, path, body, token=viewer), 403, "forbidden")
         self.assertEqual(self.api("GET", "/vkeys", token=admin).json(), before)
+        self.assertEqual(self.api("GET", "/plans", token=admin).json(), plans)
         self.assertEqual(self.api("GET", "/connections/v-m", token=admin).status, 200)
 
     def test_wrong_password_and_unknown_user_look_the_same(self):

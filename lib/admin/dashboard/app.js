@@ -357,6 +357,7 @@ function currentRoute() {
 const pages = {
   usage: { title: 'Usage', render: renderUsage },
   keys: { title: 'Keys', render: renderKeys },
+  plans: { title: 'Plans', render: renderPlans },
   models: { title: 'Models', render: renderModels },
   connections: { title: 'Connections', render: renderConnections },
   slow: { title: 'Slow requests', render: renderSlow },
@@ -681,34 +682,95 @@ function addModel(conns) {
 // Keys
 // ---------------------------------------------------------------------------
 
-function limitsText(a) {
+// A limit set (an assignment's own, a plan's) in a few words; an assignment's
+// plan comes first, its own limits (which override the plan's) after it.
+function limitsText(a, none = 'no limits') {
   const parts = [];
+  if (a.plan) parts.push(`plan ${a.plan}`);
   if (a.tps) parts.push(`${fmtNum(a.tps)} tps`);
   if (a.rpm) parts.push(`${fmtInt(a.rpm)} rpm`);
+  if (a.rph) parts.push(`${fmtInt(a.rph)} req/hour`);
+  if (a.rpd) parts.push(`${fmtInt(a.rpd)} req/day`);
   if (a.token_limit) parts.push(`${fmtCompact(a.token_limit)} tokens/${a.token_window}`);
-  return parts.length ? parts.join(' · ') : 'no limits';
+  if (a.budget) parts.push(`${fmtCost(a.budget)}/${a.budget_window}`);
+  if (a.max_parallel) parts.push(`${fmtInt(a.max_parallel)} parallel`);
+  if (a.reserve_tokens) parts.push(`reserve ${fmtCompact(a.reserve_tokens)} tokens`);
+  return parts.length ? parts.join(' · ') : none;
 }
 
-// Inputs for tps / rpm / token limit / window, prefilled from `a`.
-function limitFields(a = {}) {
-  const tps = h('input', { name: 'tps', type: 'number', min: '0', step: 'any', value: a.tps ?? '' });
-  const rpm = h('input', { name: 'rpm', type: 'number', min: '0', step: '1', value: a.rpm ?? '' });
-  const tokens = h('input', { name: 'token_limit', type: 'number', min: '0', step: '1', value: a.token_limit ?? '' });
-  const win = select('token_window', WINDOWS, a.token_window ?? 'day');
+// A key's own limits, across all its assignments.
+function keyLimitsText(k) {
+  const parts = [];
+  if (k.key_budget) parts.push(`${fmtCost(k.key_budget)}/${k.key_budget_window}`);
+  if (k.key_token_limit) parts.push(`${fmtCompact(k.key_token_limit)} tokens/${k.key_token_window}`);
+  return parts.join(' · ');
+}
+
+// Number inputs and windows, prefilled from `a`. Each value(forUpdate) leaves
+// out what is empty, or sends 0 on update (which removes that limit).
+function numberInputs(a, names) {
+  const inputs = {};
+  for (const [name, step] of names) {
+    inputs[name] = h('input', { name, type: 'number', min: '0', step, value: a[name] ?? '' });
+  }
+  return inputs;
+}
+
+function readNumbers(inputs, forUpdate, out = {}) {
+  for (const [name, input] of Object.entries(inputs)) {
+    const integer = input.step === '1';
+    if (input.value !== '') out[name] = integer ? parseInt(input.value, 10) : Number(input.value);
+    else if (forUpdate) out[name] = 0;
+  }
+  return out;
+}
+
+const LIMIT_INPUTS = [['tps', 'any'], ['rpm', '1'], ['rph', '1'], ['rpd', '1'], ['token_limit', '1'],
+  ['budget', 'any'], ['max_parallel', '1'], ['reserve_tokens', '1']];
+
+// Inputs for every limit of an assignment or a plan, prefilled from `a`; with
+// `plans`, a plan selector too (assignments).
+function limitFields(a = {}, plans = null) {
+  const n = numberInputs(a, LIMIT_INPUTS);
+  const tokenWin = select('token_window', WINDOWS, a.token_window ?? 'day');
+  const budgetWin = select('budget_window', WINDOWS, a.budget_window ?? 'month');
+  const plan = plans ? select('plan', [{ value: '', label: 'No plan' },
+    ...plans.map((p) => ({ value: p.name, label: p.name }))], a.plan ?? '') : null;
   return {
-    el: [field('Requests per second (TPS)', tps), field('Requests per minute (RPM)', rpm),
-      field('Token limit', tokens), field('Token window', win)],
-    // Empty means no limit: 0 removes one on update.
+    el: [
+      plan ? field('Plan', plan, 'Its limits apply where this grant sets none of its own.') : null,
+      field('Requests per second (TPS)', n.tps), field('Requests per minute (RPM)', n.rpm),
+      field('Requests per hour', n.rph), field('Requests per day', n.rpd),
+      field('Token limit', n.token_limit), field('Token window', tokenWin),
+      field('Budget (USD)', n.budget), field('Budget window', budgetWin),
+      field('Max parallel requests', n.max_parallel),
+      field('Reserved completion tokens', n.reserve_tokens, 'When the client sets no max_tokens.'),
+    ].filter(Boolean),
+    // Empty means no limit (of its own): 0 removes one on update.
     values(forUpdate) {
-      const out = {};
-      const put = (k, input, parse) => {
-        if (input.value !== '') out[k] = parse(input.value);
-        else if (forUpdate) out[k] = 0;
-      };
-      put('tps', tps, Number);
-      put('rpm', rpm, (v) => parseInt(v, 10));
-      put('token_limit', tokens, (v) => parseInt(v, 10));
-      out.token_window = win.value;
+      const out = readNumbers(n, forUpdate);
+      if (forUpdate || out.token_limit) out.token_window = tokenWin.value;
+      if (forUpdate || out.budget) out.budget_window = budgetWin.value;
+      if (plan && (plan.value || forUpdate)) out.plan = plan.value || 'none';
+      return out;
+    },
+  };
+}
+
+// Inputs for a key's own limits (across all its assignments).
+function keyLimitFields(k = {}) {
+  const n = numberInputs(k, [['key_budget', 'any'], ['key_token_limit', '1']]);
+  const budgetWin = select('key_budget_window', WINDOWS, k.key_budget_window ?? 'month');
+  const tokenWin = select('key_token_window', WINDOWS, k.key_token_window ?? 'day');
+  return {
+    el: [field('Key budget (USD)', n.key_budget, 'Across all the key\'s grants.'),
+      field('Key budget window', budgetWin),
+      field('Key token limit', n.key_token_limit, 'Across all the key\'s grants.'),
+      field('Key token window', tokenWin)],
+    values(forUpdate) {
+      const out = readNumbers(n, forUpdate);
+      if (forUpdate || out.key_budget) out.key_budget_window = budgetWin.value;
+      if (forUpdate || out.key_token_limit) out.key_token_window = tokenWin.value;
       return out;
     },
   };
@@ -733,12 +795,14 @@ function targetBody(value) {
 async function renderKeys(view) {
   const fresh = h('div');
   const list = h('div', { class: 'card' }, h('p', { class: 'loading' }, 'Loading…'));
+  const spend = h('section', { class: 'card', 'aria-label': 'Budgets' });
   let models = [];
   let conns = [];
+  let plans = [];
   view.append(pageHead('Keys',
-    'Virtual keys hand out access to models or whole connections, each grant with its own limits.',
+    'Virtual keys hand out access to models or whole connections, each grant with its own limits or a plan\'s.',
     isAdmin() ? h('button', { type: 'button', onclick: () => create().catch(report) }, 'Create key') : null),
-  fresh, list);
+  fresh, list, spend);
 
   const modelName = (id) => models.find((m) => m.id === id)?.name ?? `#${id}`;
   const connName = (id) => conns.find((c) => c.id === id)?.name ?? `#${id}`;
@@ -762,16 +826,18 @@ async function renderKeys(view) {
     const name = h('input', { name: 'name', required: true, autocomplete: 'off', pattern: '.*\\D.*', title: 'A name, not only digits' });
     const target = select('target', targetOptions(models, conns));
     const expires = h('input', { name: 'expires', type: 'date' });
-    const limits = limitFields();
+    const limits = limitFields({}, plans);
+    const keyLimits = keyLimitFields();
     const created = await dialog({
       title: 'Create key',
       submitLabel: 'Create key',
       body: h('div', { class: 'fields' },
         field('Name', name), field('Access to', target), ...limits.el,
-        field('Expires', expires, 'Optional; valid through that day (UTC).')),
+        field('Expires', expires, 'Optional; valid through that day (UTC).'),
+        h('h3', { class: 'wide' }, 'Limits of the whole key'), ...keyLimits.el),
       onSubmit: async () => {
-        const body = { name: name.value.trim(), ...targetBody(target.value), ...limits.values(false) };
-        if (!body.token_limit) delete body.token_window;
+        const body = { name: name.value.trim(), ...targetBody(target.value), ...limits.values(false),
+          ...keyLimits.values(false) };
         if (expires.value) body.expires = expires.value;
         return api('POST', '/vkeys', body);
       },
@@ -782,8 +848,10 @@ async function renderKeys(view) {
   }
 
   async function load() {
-    [models, conns] = await Promise.all([api('GET', '/models'), api('GET', '/connections')]);
-    const keys = await api('GET', '/vkeys');
+    [models, conns, plans] = await Promise.all([api('GET', '/models'), api('GET', '/connections'),
+      api('GET', '/plans')]);
+    const [keys, budgets] = await Promise.all([api('GET', '/vkeys'), api('GET', '/budgets')]);
+    spend.replaceChildren(h('h2', null, 'Budgets'), budgetTable(budgets, targetName));
     const columns = [{ label: 'Name' }, { label: 'Key' }, { label: 'Status' }, { label: 'Expires' },
       { label: 'Access and limits' }];
     if (isAdmin()) columns.push({ label: 'Actions' });
@@ -811,8 +879,10 @@ async function renderKeys(view) {
             }),
           }, 'Remove')] : null)));
       if (!k.assignments.length) grants.append(h('li', { class: 'muted' }, 'no access'));
+      const keyLimits = keyLimitsText(k);
       return h('tr', null,
-        h('td', null, h('strong', null, k.name)),
+        h('td', null, h('strong', null, k.name),
+          keyLimits ? h('div', { class: 'grant-limits' }, `whole key: ${keyLimits}`) : null),
         h('td', { class: 'mono nowrap' }, k.key_hint || '—'),
         h('td', null, status),
         h('td', null, k.expires ? fmtTime(k.expires) : 'never'),
@@ -830,6 +900,10 @@ async function renderKeys(view) {
             type: 'button', class: 'secondary small', 'aria-label': `Add access to key ${k.name}`,
             onclick: () => act(() => addGrant(k)),
           }, 'Add access'),
+          h('button', {
+            type: 'button', class: 'secondary small', 'aria-label': `Edit key-wide limits of ${k.name}`,
+            onclick: () => act(() => editKeyLimits(k)),
+          }, 'Key limits'),
           h('button', {
             type: 'button', class: 'secondary small', 'aria-label': `Rotate key ${k.name}`,
             onclick: () => act(async () => {
@@ -857,11 +931,12 @@ async function renderKeys(view) {
   }
 
   async function editLimits(k, a, target) {
-    const limits = limitFields(a);
+    const limits = limitFields(a, plans);
     return dialog({
       title: `Limits of ${k.name} on ${target}`,
       submitLabel: 'Save limits',
-      body: [h('p', { class: 'muted' }, 'Leave a field empty for no limit.'), h('div', { class: 'fields' }, ...limits.el)],
+      body: [h('p', { class: 'muted' }, 'Leave a field empty for no limit of its own (the plan\'s, if any, applies).'),
+        h('div', { class: 'fields' }, ...limits.el)],
       onSubmit: async () => {
         await api('PATCH', `/assignments/${a.id}`, limits.values(true));
         notify(`Limits of ${k.name} on ${target} saved.`);
@@ -870,16 +945,30 @@ async function renderKeys(view) {
     });
   }
 
+  async function editKeyLimits(k) {
+    const limits = keyLimitFields(k);
+    return dialog({
+      title: `Key-wide limits of ${k.name}`,
+      submitLabel: 'Save key limits',
+      body: [h('p', { class: 'muted' }, 'Across all the key\'s grants. Leave a field empty for no limit.'),
+        h('div', { class: 'fields' }, ...limits.el)],
+      onSubmit: async () => {
+        await api('PATCH', `/vkeys/${k.id}`, limits.values(true));
+        notify(`Key-wide limits of ${k.name} saved.`);
+        return true;
+      },
+    });
+  }
+
   async function addGrant(k) {
     const target = select('target', targetOptions(models, conns));
-    const limits = limitFields();
+    const limits = limitFields({}, plans);
     return dialog({
       title: `Add access to ${k.name}`,
       submitLabel: 'Add access',
       body: h('div', { class: 'fields' }, field('Access to', target), ...limits.el),
       onSubmit: async () => {
         const body = { vkey_id: k.id, ...targetBody(target.value), ...limits.values(false) };
-        if (!body.token_limit) delete body.token_window;
         await api('POST', '/assignments', body);
         notify(`Access added to ${k.name}.`);
         return true;
@@ -888,6 +977,96 @@ async function renderKeys(view) {
   }
 
   await load();
+}
+
+// Spend against every budget (GET /admin/api/budgets): in the current window
+// of each, from the usage records.
+function budgetTable(budgets, targetName) {
+  const columns = [{ label: 'Key' }, { label: 'Applies to' }, { label: 'Window' },
+    { label: 'Budget', num: true }, { label: 'Spent', num: true }, { label: 'Remaining', num: true },
+    { label: 'Used' }];
+  return table('Budgets', columns, budgets.map((b) => h('tr', null,
+    h('th', { scope: 'row' }, b.vkey_name),
+    h('td', null, b.scope === 'key' ? 'the whole key' : targetName(b),
+      b.plan ? h('span', { class: 'muted' }, ` (plan ${b.plan})`) : null),
+    h('td', null, b.window_start ? `${b.budget_window} since ${fmtTime(b.window_start)}` : b.budget_window),
+    h('td', { class: 'num' }, fmtCost(b.budget)),
+    h('td', { class: 'num' }, fmtCost(b.spent)),
+    h('td', { class: 'num' }, fmtCost(b.remaining)),
+    h('td', null, h('meter', {
+      min: 0, max: b.budget, value: Math.min(b.spent, b.budget), low: b.budget * 0.75, high: b.budget * 0.9,
+      optimum: 0, 'aria-label': `${b.vkey_name}: ${fmtPercent(b.spent, b.budget)} of the budget used`,
+    }), ` ${fmtPercent(b.spent, b.budget)}`))),
+  'No budgets: set one on a grant, a plan or a whole key.');
+}
+
+// ---------------------------------------------------------------------------
+// Plans
+// ---------------------------------------------------------------------------
+
+async function renderPlans(view) {
+  const list = h('div', { class: 'card' }, h('p', { class: 'loading' }, 'Loading…'));
+  view.append(pageHead('Plans',
+    'Named limit sets (tiers) for grants. A grant on a plan uses the plan\'s limits where it sets none of its own; a change to a plan reaches every key on it.',
+    isAdmin() ? h('button', { type: 'button', onclick: () => editPlan().then((p) => p && load()).catch(report) }, 'Create plan') : null),
+  list);
+
+  async function load() {
+    const plans = await api('GET', '/plans');
+    const columns = [{ label: 'Name' }, { label: 'Limits' }, { label: 'Grants', num: true }];
+    if (isAdmin()) columns.push({ label: 'Actions' });
+    list.replaceChildren(table('Plans', columns, plans.map((p) => h('tr', null,
+      h('td', null, h('strong', null, p.name)),
+      h('td', null, limitsText(p, 'unlimited')),
+      h('td', { class: 'num' }, fmtInt(p.assignments)),
+      isAdmin() ? h('td', { class: 'actions' },
+        h('button', {
+          type: 'button', class: 'secondary small', 'aria-label': `Edit plan ${p.name}`,
+          onclick: () => editPlan(p).then((r) => r && load()).catch(report),
+        }, 'Edit'),
+        h('button', {
+          type: 'button', class: 'danger small', 'aria-label': `Delete plan ${p.name}`,
+          onclick: () => removePlan(p).then((r) => r && load()).catch(report),
+        }, 'Delete')) : null)),
+    'No plans yet.' + (isAdmin() ? ' Create one to give many keys the same limits.' : '')));
+  }
+  await load();
+}
+
+// Creates a plan, or edits `p`.
+function editPlan(p) {
+  const name = h('input', { name: 'name', required: true, autocomplete: 'off', pattern: '.*\\D.*', title: 'A name, not only digits', value: p?.name ?? '' });
+  const limits = limitFields(p ?? {});
+  return dialog({
+    title: p ? `Edit plan ${p.name}` : 'Create plan',
+    submitLabel: p ? 'Save plan' : 'Create plan',
+    body: [h('p', { class: 'muted' }, 'Leave a field empty for no limit.'),
+      h('div', { class: 'fields' }, field('Name', name), ...limits.el)],
+    onSubmit: async () => {
+      const body = { name: name.value.trim(), ...limits.values(Boolean(p)) };
+      const saved = p ? await api('PATCH', `/plans/${p.id}`, body) : await api('POST', '/plans', body);
+      notify(`Plan ${saved.name} ${p ? 'saved' : 'created'}.`);
+      return saved;
+    },
+  });
+}
+
+// Deletes after a confirmation; a plan still in use (409) is detached from its
+// grants first (?force=true) if the user agrees.
+async function removePlan(p) {
+  const ok = await confirmAction(`Delete plan ${p.name}?`, `The plan ${p.name} will be removed.`, 'Delete plan');
+  if (!ok) return undefined;
+  try {
+    await api('DELETE', `/plans/${p.id}`);
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 409)) throw e;
+    const force = await confirmAction(`${p.name} is in use`,
+      `${e.message} Its grants keep only their own limits.`, 'Detach and delete');
+    if (!force) return undefined;
+    await api('DELETE', `/plans/${p.id}?force=true`);
+  }
+  notify(`Deleted plan ${p.name}.`);
+  return true;
 }
 
 // ---------------------------------------------------------------------------
