@@ -1,6 +1,7 @@
 #include "lib/limits/shared_ledger.h"
 
 #include <boost/asio/steady_timer.hpp>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -191,8 +192,13 @@ const redis::Script& renew_script() {
   return s;
 }
 
+// Limits and rates as the scripts read them: integers (most limits, budgets
+// in nano-dollars) without printf's cost, fractions exactly.
 std::string number(double v) {
   char buf[32];
+  if (v == std::floor(v) && std::fabs(v) < 9e15) {
+    return std::string(buf, std::to_chars(buf, buf + sizeof buf, static_cast<std::int64_t>(v)).ptr);
+  }
   std::snprintf(buf, sizeof buf, "%.17g", v);
   return buf;
 }
