@@ -72,21 +72,6 @@ nlohmann::ordered_json to_json(const VirtualKey& k) {
   };
 }
 
-nlohmann::ordered_json to_json(const Assignment& a) {
-  return {
-      {"id", a.id},
-      {"vkey_id", a.vkey_id},
-      {"conn_id", opt(a.conn_id)},
-      {"model_id", opt(a.model_id)},
-      {"tps", opt(a.limits.tps)},
-      {"rpm", opt(a.limits.rpm)},
-      {"token_limit", opt(a.limits.token_limit)},
-      {"token_window", to_string(a.limits.token_window)},
-      {"created_at", format_time(a.created_at)},
-      {"updated_at", format_time(a.updated_at)},
-  };
-}
-
 nlohmann::ordered_json to_json(const UsageRecord& r) {
   return {
       {"id", r.id},

@@ -17,7 +17,6 @@ std::string mask_secret(std::string_view secret);
 nlohmann::ordered_json to_json(const Connection& c);
 nlohmann::ordered_json to_json(const ProviderModel& m);
 nlohmann::ordered_json to_json(const VirtualKey& k);
-nlohmann::ordered_json to_json(const Assignment& a);
 nlohmann::ordered_json to_json(const UsageRecord& r);
 nlohmann::ordered_json to_json(const storage::UsageGroup& g);
 

@@ -9,12 +9,18 @@ namespace llmproxy::limits {
 
 std::string_view refusal_type(Refusal r) {
   switch (r) {
-    case Refusal::kRate: return "rate_limit_exceeded";
-    case Refusal::kTokens: return "tokens_exceeded";
-    case Refusal::kBudget: return "budget_exceeded";
-    case Refusal::kConcurrency: return "concurrency_exceeded";
-    case Refusal::kUnavailable: return "limits_unavailable";
-    case Refusal::kNone: break;
+    case Refusal::kRate:
+      return "rate_limit_exceeded";
+    case Refusal::kTokens:
+      return "tokens_exceeded";
+    case Refusal::kBudget:
+      return "budget_exceeded";
+    case Refusal::kConcurrency:
+      return "concurrency_exceeded";
+    case Refusal::kUnavailable:
+      return "limits_unavailable";
+    case Refusal::kNone:
+      break;
   }
   return "";
 }
@@ -22,30 +28,44 @@ std::string_view refusal_type(Refusal r) {
 Kind kind_of(Slot s) {
   switch (s) {
     case Slot::kTps:
-    case Slot::kRpm: return Kind::kBucket;
-    case Slot::kParallel: return Kind::kParallel;
-    default: return Kind::kWindow;
+    case Slot::kRpm:
+      return Kind::kBucket;
+    case Slot::kParallel:
+      return Kind::kParallel;
+    default:
+      return Kind::kWindow;
   }
 }
 
 Refusal refusal_of(Slot s) {
   switch (s) {
-    case Slot::kTokens: return Refusal::kTokens;
-    case Slot::kBudget: return Refusal::kBudget;
-    case Slot::kParallel: return Refusal::kConcurrency;
-    default: return Refusal::kRate;
+    case Slot::kTokens:
+      return Refusal::kTokens;
+    case Slot::kBudget:
+      return Refusal::kBudget;
+    case Slot::kParallel:
+      return Refusal::kConcurrency;
+    default:
+      return Refusal::kRate;
   }
 }
 
 std::string_view slot_name(Slot s) {
   switch (s) {
-    case Slot::kTps: return "tps";
-    case Slot::kRpm: return "rpm";
-    case Slot::kRph: return "rph";
-    case Slot::kRpd: return "rpd";
-    case Slot::kTokens: return "tok";
-    case Slot::kBudget: return "usd";
-    case Slot::kParallel: return "par";
+    case Slot::kTps:
+      return "tps";
+    case Slot::kRpm:
+      return "rpm";
+    case Slot::kRph:
+      return "rph";
+    case Slot::kRpd:
+      return "rpd";
+    case Slot::kTokens:
+      return "tok";
+    case Slot::kBudget:
+      return "usd";
+    case Slot::kParallel:
+      return "par";
   }
   return "";
 }
@@ -87,23 +107,26 @@ void add_window(Claim& c, Scope scope, Id owner, Slot slot, double limit, TokenW
 void build_claim(const ClaimInput& in, Claim& out) {
   out = Claim{};
   std::int64_t tokens = in.estimate.total();
-  std::int64_t cost =
-      nano_usd(in.model, in.estimate.prompt_tokens, in.estimate.completion_tokens);
+  std::int64_t cost = nano_usd(in.model, in.estimate.prompt_tokens, in.estimate.completion_tokens);
   if (const Assignment* a = in.assignment) {
     const Limits& l = a->limits;
     constexpr Scope s = Scope::kAssignment;
     // A tps bucket holds one second's worth, and at least one request.
     if (l.tps) add_bucket(out, s, a->id, Slot::kTps, std::max(1.0, *l.tps), *l.tps);
     if (l.rpm) add_bucket(out, s, a->id, Slot::kRpm, static_cast<double>(*l.rpm), *l.rpm / 60.0);
-    if (l.rph) add_window(out, s, a->id, Slot::kRph, static_cast<double>(*l.rph), TokenWindow::kHour, 1, in.now);
-    if (l.rpd) add_window(out, s, a->id, Slot::kRpd, static_cast<double>(*l.rpd), TokenWindow::kDay, 1, in.now);
+    if (l.rph)
+      add_window(out, s, a->id, Slot::kRph, static_cast<double>(*l.rph), TokenWindow::kHour, 1,
+                 in.now);
+    if (l.rpd)
+      add_window(out, s, a->id, Slot::kRpd, static_cast<double>(*l.rpd), TokenWindow::kDay, 1,
+                 in.now);
     if (l.token_limit) {
       add_window(out, s, a->id, Slot::kTokens, static_cast<double>(*l.token_limit), l.token_window,
                  tokens, in.now);
     }
     if (l.budget) {
-      add_window(out, s, a->id, Slot::kBudget, std::floor(*l.budget * kNanoPerUsd),
-                 l.budget_window, cost, in.now);
+      add_window(out, s, a->id, Slot::kBudget, std::floor(*l.budget * kNanoPerUsd), l.budget_window,
+                 cost, in.now);
     }
     if (l.max_parallel) {
       Check& k = out.add();

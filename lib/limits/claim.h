@@ -48,10 +48,10 @@ struct Check {
   Scope scope = Scope::kAssignment;
   Id owner = 0;  // assignment or key id
   Slot slot = Slot::kTps;
-  double limit = 0;  // bucket capacity, window limit or parallel maximum
-  double rate = 0;   // bucket refill per second
+  double limit = 0;                         // bucket capacity, window limit or parallel maximum
+  double rate = 0;                          // bucket refill per second
   TimeMs window_start = 0, window_end = 0;  // [start, end); total: {0, max}
-  std::int64_t want = 0;  // window: the estimate to claim
+  std::int64_t want = 0;                    // window: the estimate to claim
 
   // Set by admission.
   std::int64_t claimed = 0;  // window: taken from the unclaimed part

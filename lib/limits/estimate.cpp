@@ -31,11 +31,13 @@ bool is_message_list(std::string_view key) {
   return is_one_of(key, {"messages", "contents", "input"});
 }
 bool is_completion_cap(std::string_view key, std::string_view parent) {
-  if (parent.empty()) return is_one_of(key, {"max_tokens", "max_completion_tokens", "max_output_tokens"});
+  if (parent.empty())
+    return is_one_of(key, {"max_tokens", "max_completion_tokens", "max_output_tokens"});
   return parent == "generationConfig" && key == "maxOutputTokens";
 }
 bool is_choice_count(std::string_view key, std::string_view parent) {
-  return (parent.empty() && key == "n") || (parent == "generationConfig" && key == "candidateCount");
+  return (parent.empty() && key == "n") ||
+         (parent == "generationConfig" && key == "candidateCount");
 }
 
 // One pass over (already validated) JSON text, lenient where it is not: it
@@ -140,13 +142,12 @@ class Walker {
 
 }  // namespace
 
-Estimate estimate_request(std::string_view body, std::int64_t default_completion,
-                          bool embeddings) {
+Estimate estimate_request(std::string_view body, std::int64_t default_completion, bool embeddings) {
   Walker w(body);
   w.run();
   Estimate e;
-  e.prompt_tokens = (w.text_bytes + 3) / 4 + kTokensPerMessage * w.messages +
-                    kTokensPerMediaPart * w.media_parts;
+  e.prompt_tokens =
+      (w.text_bytes + 3) / 4 + kTokensPerMessage * w.messages + kTokensPerMediaPart * w.media_parts;
   if (!embeddings) {
     e.prompt_tokens += kTokensPerReply;
     e.completion_tokens = w.completion_cap.value_or(default_completion) * w.choices;

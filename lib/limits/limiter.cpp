@@ -15,9 +15,12 @@ std::pair<TimeMs, TimeMs> window_bounds(TokenWindow w, TimeMs now) {
   using namespace std::chrono;
   constexpr TimeMs kMinute = 60'000, kHour = 3'600'000, kDay = 86'400'000;
   switch (w) {
-    case TokenWindow::kMinute: return {now - now % kMinute, now - now % kMinute + kMinute};
-    case TokenWindow::kHour: return {now - now % kHour, now - now % kHour + kHour};
-    case TokenWindow::kDay: return {now - now % kDay, now - now % kDay + kDay};
+    case TokenWindow::kMinute:
+      return {now - now % kMinute, now - now % kMinute + kMinute};
+    case TokenWindow::kHour:
+      return {now - now % kHour, now - now % kHour + kHour};
+    case TokenWindow::kDay:
+      return {now - now % kDay, now - now % kDay + kDay};
     case TokenWindow::kMonth: {
       sys_days day = floor<days>(sys_time<milliseconds>(milliseconds(now)));
       year_month_day ymd{day};
@@ -26,7 +29,8 @@ std::pair<TimeMs, TimeMs> window_bounds(TokenWindow w, TimeMs now) {
       return {duration_cast<milliseconds>(first.time_since_epoch()).count(),
               duration_cast<milliseconds>(next.time_since_epoch()).count()};
     }
-    case TokenWindow::kTotal: break;
+    case TokenWindow::kTotal:
+      break;
   }
   return {0, std::numeric_limits<TimeMs>::max()};
 }
@@ -65,10 +69,14 @@ std::string amount(double v) {
 
 std::string_view per(Slot s) {
   switch (s) {
-    case Slot::kTps: return "second";
-    case Slot::kRpm: return "minute";
-    case Slot::kRph: return "hour";
-    default: return "day";
+    case Slot::kTps:
+      return "second";
+    case Slot::kRpm:
+      return "minute";
+    case Slot::kRph:
+      return "hour";
+    default:
+      return "day";
   }
 }
 
@@ -104,11 +112,16 @@ TokenWindow window_of(const Check& c) {
 // the tightest other.
 int request_rank(Slot s) {
   switch (s) {
-    case Slot::kRpm: return 0;
-    case Slot::kTps: return 1;
-    case Slot::kRph: return 2;
-    case Slot::kRpd: return 3;
-    default: return -1;
+    case Slot::kRpm:
+      return 0;
+    case Slot::kTps:
+      return 1;
+    case Slot::kRph:
+      return 2;
+    case Slot::kRpd:
+      return 3;
+    default:
+      return -1;
   }
 }
 
@@ -198,8 +211,8 @@ void Limiter::prepare(Claim& claim, const Assignment* assignment, const VirtualK
   // The estimate is only worth its scan when a window counts tokens or dollars.
   bool needs_estimate = key_limited;
   if (assignment) {
-    needs_estimate |= assignment->limits.token_limit.has_value() ||
-                      assignment->limits.budget.has_value();
+    needs_estimate |=
+        assignment->limits.token_limit.has_value() || assignment->limits.budget.has_value();
   }
   if (needs_estimate) in.estimate = estimate_request(body, reserve, embeddings);
   build_claim(in, claim);

@@ -17,12 +17,12 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <vector>
 #include <optional>
 #include <string>
+#include <vector>
 
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include "lib/domain/types.h"
 #include "lib/limits/claim.h"

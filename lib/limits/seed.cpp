@@ -42,9 +42,12 @@ class UsageSince {
 std::int64_t spent_in(const storage::UsageGroup* g, Slot slot) {
   if (!g) return 0;
   switch (slot) {
-    case Slot::kTokens: return g->prompt_tokens + g->completion_tokens;
-    case Slot::kBudget: return static_cast<std::int64_t>(std::ceil(g->cost * kNanoPerUsd));
-    default: return g->requests;
+    case Slot::kTokens:
+      return g->prompt_tokens + g->completion_tokens;
+    case Slot::kBudget:
+      return static_cast<std::int64_t>(std::ceil(g->cost * kNanoPerUsd));
+    default:
+      return g->requests;
   }
 }
 

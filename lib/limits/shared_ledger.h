@@ -23,8 +23,8 @@
 #include <memory>
 #include <optional>
 
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include "lib/limits/claim.h"
 

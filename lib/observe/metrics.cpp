@@ -10,10 +10,14 @@ std::string escape(const std::string& v) {
   std::string out;
   out.reserve(v.size());
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -75,8 +79,7 @@ void Histogram::observe(double seconds) {
   sum_ += seconds;
 }
 
-void Histogram::render(std::string& out, const std::string& name,
-                       const std::string& lbls) const {
+void Histogram::render(std::string& out, const std::string& name, const std::string& lbls) const {
   std::string prefix = lbls.empty() ? "" : lbls + ",";
   for (std::size_t i = 0; i < kDurationBuckets.size(); ++i) {
     sample(out, name + "_bucket", prefix + "le=\"" + number(kDurationBuckets[i]) + "\"",
@@ -109,11 +112,16 @@ void Metrics::count(const usage::Outcome& o) {
     s.completion_tokens += static_cast<std::uint64_t>(r.completion_tokens);
     s.cost += r.cost;
   }
-  if (o.error == "rate_limit_exceeded") ++refusals_[{"requests", r.vkey_name}];
-  else if (o.error == "tokens_exceeded") ++refusals_[{"tokens", r.vkey_name}];
-  else if (o.error == "budget_exceeded") ++refusals_[{"budget", r.vkey_name}];
-  else if (o.error == "concurrency_exceeded") ++refusals_[{"concurrency", r.vkey_name}];
-  else if (o.error == "limits_unavailable") ++refusals_[{"unavailable", r.vkey_name}];
+  if (o.error == "rate_limit_exceeded")
+    ++refusals_[{"requests", r.vkey_name}];
+  else if (o.error == "tokens_exceeded")
+    ++refusals_[{"tokens", r.vkey_name}];
+  else if (o.error == "budget_exceeded")
+    ++refusals_[{"budget", r.vkey_name}];
+  else if (o.error == "concurrency_exceeded")
+    ++refusals_[{"concurrency", r.vkey_name}];
+  else if (o.error == "limits_unavailable")
+    ++refusals_[{"unavailable", r.vkey_name}];
   bool upstream_error = o.error.starts_with("upstream_");
   if (upstream_error) ++upstream_errors_[{conn, o.error.substr(9)}];
   if (routed && (o.upstream_status > 0 || upstream_error)) {

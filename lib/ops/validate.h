@@ -22,4 +22,9 @@ void check_non_negative(std::string_view field, double v);
 // True when text is a decimal id (all digits).
 bool looks_like_id(std::string_view text);
 
+struct LimitsSpec;
+// The limit flags given (ops.h) onto `l`: unset keeps a limit, 0 removes it;
+// each value and window checked. For assignments and plans alike.
+void apply_limits(Limits& l, const LimitsSpec& s);
+
 }  // namespace llmproxy::ops

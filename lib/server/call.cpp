@@ -87,9 +87,9 @@ void Call::finish(int status, const providers::Usage& usage) {
 
 void Call::settle_limits(const providers::Usage& usage) {
   if (!claim.admitted) return;  // none taken, or settled already
-  client.gate.settle(claim, {usage.prompt_tokens + usage.completion_tokens,
-                             limits::nano_usd(route.model, usage.prompt_tokens,
-                                              usage.completion_tokens)});
+  client.gate.settle(claim,
+                     {usage.prompt_tokens + usage.completion_tokens,
+                      limits::nano_usd(route.model, usage.prompt_tokens, usage.completion_tokens)});
 }
 
 void Call::log_reply(std::string_view body) {

@@ -41,8 +41,8 @@ struct Call {
   auth::Principal who;
   std::string model;  // as the client asked for it
   routing::Route route;
-  limits::Claim claim;       // what admission took; settled by finish()
-  limits::Decision limits;  // the refusal, and the x-ratelimit-* headers
+  limits::Claim claim;          // what admission took; settled by finish()
+  limits::Decision limits;      // the refusal, and the x-ratelimit-* headers
   bool translated = false;      // replies translated back into the client's API
   std::string translated_body;  // the request as the adapter takes it, if translated
   std::optional<double> ttft_ms;

@@ -127,8 +127,8 @@ TEST(Limits, SettlementReplacesTheClaimWithTheRealUse) {
   Claim c;
   limits::Decision d = limits::describe(c, l.admit(c, &a, kT0, {5, 5}));
   EXPECT_EQ(d.remaining_tokens, 0);  // 100 - 90 - 10 claimed
-  l.ledger.settle(big, {30, 0});      // used less than it claimed: the rest is free again
-  l.ledger.settle(c, {0, 0});         // failed upstream: released
+  l.ledger.settle(big, {30, 0});     // used less than it claimed: the rest is free again
+  l.ledger.settle(c, {0, 0});        // failed upstream: released
   Claim next;
   d = limits::describe(next, l.admit(next, &a, kT0, {10, 10}));
   EXPECT_EQ(d.remaining_tokens, 50);  // 100 - 30 spent - 20 claimed
@@ -329,7 +329,8 @@ TEST(Estimate, DefaultReserveWhenNoCapAndTimesChoices) {
   EXPECT_EQ(limits::estimate_request(responses, 100).completion_tokens, 7);
   std::string newer = R"({"model":"m","max_completion_tokens":9,"messages":[]})";
   EXPECT_EQ(limits::estimate_request(newer, 100).completion_tokens, 9);
-  std::string gemini = R"({"contents":[],"generationConfig":{"maxOutputTokens":11,"candidateCount":2}})";
+  std::string gemini =
+      R"({"contents":[],"generationConfig":{"maxOutputTokens":11,"candidateCount":2}})";
   EXPECT_EQ(limits::estimate_request(gemini, 100).completion_tokens, 22);
 }
 
@@ -340,13 +341,14 @@ TEST(Estimate, CapsInsideMessagesDoNotCount) {
 
 TEST(Estimate, MediaPartsCountAFixedAmountNotTheirData) {
   std::string data(40'000, 'A');
-  std::string body = R"({"messages":[{"role":"user","content":[{"type":"text","text":"what is this"},)"
-                     R"({"type":"image_url","image_url":{"url":"data:image/png;base64,)" + data +
-                     R"("}}]}]})";
+  std::string body =
+      R"({"messages":[{"role":"user","content":[{"type":"text","text":"what is this"},)"
+      R"({"type":"image_url","image_url":{"url":"data:image/png;base64,)" +
+      data + R"("}}]}]})";
   limits::Estimate e = limits::estimate_request(body, 0);
-  EXPECT_EQ(e.prompt_tokens, limits::kTokensPerMediaPart + limits::kTokensPerMessage +
-                                 limits::kTokensPerReply +
-                                 (4 + 4 + 12 + 9 + 3) / 4);  // "user" "text" "what is this" "image_url"
+  EXPECT_EQ(e.prompt_tokens,
+            limits::kTokensPerMediaPart + limits::kTokensPerMessage + limits::kTokensPerReply +
+                (4 + 4 + 12 + 9 + 3) / 4);  // "user" "text" "what is this" "image_url"
   std::string gemini = R"({"contents":[{"parts":[{"inlineData":{"mimeType":"image/png","data":")" +
                        data + R"("}}]}]})";
   EXPECT_LT(limits::estimate_request(gemini, 0).prompt_tokens, 1100);
@@ -361,7 +363,8 @@ TEST(Estimate, EmbeddingsCompleteNothing) {
 }
 
 TEST(Estimate, SurvivesGarbage) {
-  for (std::string_view s : {"", "{", "[[[[", "{\"messages\":[1,2", "\"unterminated", "nul", "{\"max_tokens\":-5}"}) {
+  for (std::string_view s :
+       {"", "{", "[[[[", "{\"messages\":[1,2", "\"unterminated", "nul", "{\"max_tokens\":-5}"}) {
     limits::Estimate e = limits::estimate_request(s, 10);
     EXPECT_GE(e.prompt_tokens, 0) << s;
   }
