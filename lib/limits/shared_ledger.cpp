@@ -1,13 +1,11 @@
 #include "lib/limits/shared_ledger.h"
 
-#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <deque>
-#include <iterator>
 #include <limits>
 #include <random>
 #include <string>
@@ -220,11 +218,10 @@ const std::string& instance_name() {
 }  // namespace
 
 struct SharedLedger::Impl {
-  Impl(Limiter& l, net::io_context& io)
+  Impl(Limiter& l, net::io_context& ioc)
       : limiter(l),
-        ioc(io),
         timer(std::make_unique<net::steady_timer>(ioc)),
-        client_(std::make_unique<redis::Client>(io, url_of(l.options()), options_for(l))),
+        client_(std::make_unique<redis::Client>(ioc, url_of(l.options()), options_for(l))),
         client(*client_) {}
 
   static redis::Url url_of(const LimiterOptions& o) {
@@ -344,27 +341,6 @@ struct SharedLedger::Impl {
     });
   }
 
-  // Settlements made while the loop handles one batch of events go to Redis
-  // together, in one script call, once that batch is done: under load that
-  // is a fraction of the script calls and writes (the settle script takes
-  // any number of claims). The reply that ended a request may leave first,
-  // but its client's next request is read by a later batch of this loop, so
-  // Redis still sees the settlement before that request's admission.
-  void queue_settlement(Pending p) {
-    if (batch.keys.empty()) net::post(ioc, [this] { flush_batch(); });
-    if (batch.keys.empty()) {
-      batch = std::move(p);
-      return;
-    }
-    std::move(p.keys.begin(), p.keys.end(), std::back_inserter(batch.keys));
-    std::move(p.args.begin(), p.args.end(), std::back_inserter(batch.args));
-  }
-
-  void flush_batch() {
-    Pending out = std::exchange(batch, {});
-    if (!out.keys.empty()) send_settlement(std::move(out));
-  }
-
   void flush_retries() {
     std::deque<Pending> again;
     again.swap(retries);
@@ -424,8 +400,6 @@ struct SharedLedger::Impl {
 
   static constexpr std::size_t kMaxRetries = 100'000;
   Limiter& limiter;
-  net::io_context& ioc;
-  Pending batch;  // settlements of the current batch of events (queue_settlement)
   // Both go in close(), while the worker's loop still exists.
   std::unique_ptr<net::steady_timer> timer;
   std::unique_ptr<redis::Client> client_;
@@ -521,7 +495,7 @@ void SharedLedger::settle(const Claim& claim, const Actual& actual) {
                                  std::to_string(used)});
   }
   if (p.keys.empty()) return;
-  im.queue_settlement(std::move(p));
+  im.send_settlement(std::move(p));
 }
 
 void SharedLedger::close() {
@@ -529,7 +503,6 @@ void SharedLedger::close() {
   if (im.closed) return;
   im.closed = true;
   im.in_flight.clear();
-  im.batch = {};
   im.timer.reset();
   im.client_.reset();  // fails what is pending: those settlements are left to their leases
 }
