@@ -5,10 +5,11 @@
 //   authenticate  the key, against the config snapshot    (lib/auth)
 //   parse         the body, by the inbound API             (lib/inbound)
 //   route         the model to a connection + assignment   (lib/routing)
-//   admit         the assignment's limits                  (lib/limits)
+//   admit         claims from the assignment's and key's limits (lib/limits)
 //   translate     the request as the adapter takes it      (lib/inbound, lib/providers)
 //   forward       upstream, or answered in-process         (forward.h, stream_relay.h)
-//   record        Call::finish, once, whatever happened    (call.h → lib/usage)
+//   record        Call::finish, once, whatever happened: claims settled,
+//                 usage recorded                           (call.h → lib/usage)
 #pragma once
 
 #include "lib/server/call.h"

@@ -1020,10 +1020,11 @@ class GoogleTest(unittest.TestCase):
         self.assertEqual(r.status, 200, r.body)
         self.assertEqual(r.json()["usage"]["total_tokens"], 10)
         self.assertEqual(r.header("x-ratelimit-limit-tokens"), "11")
-        self.assertEqual(r.header("x-ratelimit-remaining-tokens"), "11")
-        r = ask()  # charged exactly 10: one token left, so still admitted
+        # Its claim (estimate + completion reserve) took the whole window.
+        self.assertEqual(r.header("x-ratelimit-remaining-tokens"), "0")
+        r = ask()  # charged exactly 10: one token left, so still admitted (claiming it)
         self.assertEqual(r.status, 200, r.body)
-        self.assertEqual(r.header("x-ratelimit-remaining-tokens"), "1")
+        self.assertEqual(r.header("x-ratelimit-remaining-tokens"), "0")
         before = len(self.fake.requests)
         r = ask()
         err = self.assertOpenAIError(r, 429, "tokens_exceeded", "tokens_exceeded")

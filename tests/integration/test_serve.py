@@ -332,13 +332,17 @@ class PassThroughTest(ServeCase):
         self.assertEqual(r1.header("x-ratelimit-remaining-requests"), "99")
         self.assertTrue(r1.header("x-ratelimit-reset-requests"))
         self.assertEqual(r1.header("x-ratelimit-limit-tokens"), "100000")
-        self.assertEqual(r1.header("x-ratelimit-remaining-tokens"), "100000")
+        # Counted after the request's own claim: its prompt estimate and the
+        # default completion reserve of 1024.
+        claim = 100000 - int(r1.header("x-ratelimit-remaining-tokens"))
+        self.assertGreater(claim, 1024)
+        self.assertLess(claim, 1024 + 32)
         self.assertTrue(r1.header("x-ratelimit-reset-tokens"))
         r2 = self.serve.post("/v1/chat/completions", chat_body("limited"), key=self.limited_key)
         self.assertEqual(r2.status, 200, r2.body)
         self.assertEqual(r2.header("x-ratelimit-remaining-requests"), "98")
-        # The 13 tokens of the first reply were charged.
-        self.assertEqual(r2.header("x-ratelimit-remaining-tokens"), str(100000 - 13))
+        # The first claim was replaced by the 13 tokens of its reply.
+        self.assertEqual(r2.header("x-ratelimit-remaining-tokens"), str(100000 - 13 - claim))
 
     def test_paths_without_v1(self):
         r = self.serve.post("/chat/completions", chat_body("gpt", "no prefix"), key=self.key)
