@@ -7,6 +7,19 @@
 
 namespace llmproxy::limits {
 
+void Admission::refuse(std::size_t index, Slot slot, std::optional<double> wait) {
+  if (ok()) {
+    refusal = refusal_of(slot);
+    failed = static_cast<int>(index);
+  }
+  if (!wait) endless = true;
+  if (endless) {
+    retry_after_s.reset();
+  } else if (!retry_after_s || *wait > *retry_after_s) {
+    retry_after_s = wait;
+  }
+}
+
 std::string_view refusal_type(Refusal r) {
   switch (r) {
     case Refusal::kRate:

@@ -89,8 +89,13 @@ struct Admission {
   Refusal refusal = Refusal::kNone;
   int failed = -1;  // index of the check that refused
   std::optional<double> retry_after_s;
+  bool endless = false;  // a failed check cannot be waited out: no Retry-After
 
   bool ok() const { return refusal == Refusal::kNone; }
+  // Counts check `index` as failed, `wait` seconds from passing (nullopt:
+  // never, e.g. a total window). The first failure names the refusal; the
+  // client is told to wait for the slowest one, unless one never passes.
+  void refuse(std::size_t index, Slot slot, std::optional<double> wait);
 };
 
 // The checks for a request by `assignment` (effective limits) of `key`, on

@@ -66,20 +66,12 @@ Admission LocalLedger::admit(Claim& claim, TimeMs now) {
   Admission a;
   std::array<State*, Claim::kMaxChecks> states{};
   std::lock_guard lock(mu_);
-  bool endless = false;  // some failing check cannot be waited out
   for (std::size_t i = 0; i < claim.size; ++i) {
     Check& c = claim.checks[i];
     states[i] = &state(c);
     std::optional<double> wait;
-    if (evaluate(c, *states[i], now, wait)) continue;
-    if (a.ok()) {
-      a.refusal = refusal_of(c.slot);
-      a.failed = static_cast<int>(i);
-    }
-    if (!wait) endless = true;
-    if (wait && (!a.retry_after_s || *wait > *a.retry_after_s)) a.retry_after_s = wait;
+    if (!evaluate(c, *states[i], now, wait)) a.refuse(i, c.slot, wait);
   }
-  if (endless) a.retry_after_s.reset();
   if (!a.ok()) return a;
   for (std::size_t i = 0; i < claim.size; ++i) take(claim.checks[i], *states[i]);
   claim.admitted = true;

@@ -287,7 +287,6 @@ struct SharedLedger::Impl {
     for (const auto& e : r.elements)
       if (e.type != redis::Reply::Type::kInteger) return false;
     bool admitted = r.elements[0].integer == 1;
-    bool endless = false;
     for (std::size_t i = 0; i < claim.size; ++i) {
       Check& c = claim.checks[i];
       auto rem = static_cast<double>(r.elements[1 + 2 * i].integer);
@@ -315,15 +314,8 @@ struct SharedLedger::Impl {
           if (failed) wait = 1.0;
           break;
       }
-      if (!failed) continue;
-      if (a.ok()) {
-        a.refusal = refusal_of(c.slot);
-        a.failed = static_cast<int>(i);
-      }
-      if (!wait) endless = true;
-      if (wait && (!a.retry_after_s || *wait > *a.retry_after_s)) a.retry_after_s = wait;
+      if (failed) a.refuse(i, c.slot, wait);
     }
-    if (endless) a.retry_after_s.reset();
     if (!admitted && a.ok()) a.refusal = refusal_of(claim.checks[0].slot);  // defensive
     return true;
   }
